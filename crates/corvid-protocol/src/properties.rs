@@ -1,0 +1,458 @@
+//! MQTT 5 properties (MQTT 5.0 section 2.2.2), one typed set for each packet type.
+//!
+//! Each set is generated from a table of (field, identifier, wire kind), so which properties a packet may carry is
+//! written once and the decoder, the encoder and the length computation agree. Properties not allowed in a packet,
+//! unknown identifiers, repeats and out-of-range values are decode errors.
+
+use crate::error::DecodeError;
+use crate::packet::PacketType;
+use crate::version::QoS;
+use crate::wire::{Reader, put_binary, put_varint, varint_len};
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+
+/// A user property: a key and a value, both UTF-8 strings; keys may repeat.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserProperty {
+    /// The key.
+    pub key: ByteString,
+    /// The value.
+    pub value: ByteString,
+}
+
+impl UserProperty {
+    /// A user property from a key and a value.
+    pub fn new(key: impl Into<ByteString>, value: impl Into<ByteString>) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+const USER_PROPERTY: u8 = 0x26;
+
+/// Every property identifier the specification defines.
+fn is_known(id: u32) -> bool {
+    matches!(
+        id,
+        0x01 | 0x02
+            | 0x03
+            | 0x08
+            | 0x09
+            | 0x0B
+            | 0x11
+            | 0x12
+            | 0x13
+            | 0x15
+            | 0x16
+            | 0x17
+            | 0x18
+            | 0x19
+            | 0x1A
+            | 0x1C
+            | 0x1F
+            | 0x21
+            | 0x22
+            | 0x23
+            | 0x24
+            | 0x25
+            | 0x26
+            | 0x27
+            | 0x28
+            | 0x29
+            | 0x2A
+    )
+}
+
+fn mark_seen(seen: &mut u64, id: u8) -> Result<(), DecodeError> {
+    let bit = 1u64 << id;
+    if *seen & bit != 0 {
+        return Err(DecodeError::DuplicateProperty(id));
+    }
+    *seen |= bit;
+    Ok(())
+}
+
+/// How each kind of property value is read, measured and written. `len` and `write` include the identifier.
+mod kind {
+    use super::*;
+
+    macro_rules! single {
+        ($name:ident, $ty:ty, $read:expr, $len:expr, $write:expr) => {
+            pub(super) mod $name {
+                use super::*;
+                pub(crate) fn read(
+                    field: &mut Option<$ty>,
+                    r: &mut Reader<'_>,
+                    id: u8,
+                    seen: &mut u64,
+                ) -> Result<(), DecodeError> {
+                    mark_seen(seen, id)?;
+                    let read: fn(&mut Reader<'_>, u8) -> Result<$ty, DecodeError> = $read;
+                    *field = Some(read(r, id)?);
+                    Ok(())
+                }
+                pub(crate) fn len(field: &Option<$ty>) -> usize {
+                    let len: fn(&$ty) -> usize = $len;
+                    field.as_ref().map_or(0, |v| 1 + len(v))
+                }
+                pub(crate) fn write(field: &Option<$ty>, id: u8, buf: &mut BytesMut) {
+                    if let Some(v) = field {
+                        buf.put_u8(id);
+                        let write: fn(&$ty, &mut BytesMut) = $write;
+                        write(v, buf);
+                    }
+                }
+            }
+        };
+    }
+
+    single!(
+        u8_flag,
+        bool,
+        |r, id| match r.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::InvalidPropertyValue(id)),
+        },
+        |_| 1,
+        |v, b| b.put_u8(u8::from(*v))
+    );
+    single!(
+        max_qos,
+        QoS,
+        |r, id| match r.u8()? {
+            0 => Ok(QoS::AtMostOnce),
+            1 => Ok(QoS::AtLeastOnce),
+            _ => Err(DecodeError::InvalidPropertyValue(id)),
+        },
+        |_| 1,
+        |v, b| b.put_u8(v.as_u8())
+    );
+    single!(u16, u16, |r, _| r.u16(), |_| 2, |v, b| b.put_u16(*v));
+    single!(
+        nonzero_u16,
+        u16,
+        |r, id| match r.u16()? {
+            0 => Err(DecodeError::InvalidPropertyValue(id)),
+            v => Ok(v),
+        },
+        |_| 2,
+        |v, b| b.put_u16(*v)
+    );
+    single!(u32, u32, |r, _| r.u32(), |_| 4, |v, b| b.put_u32(*v));
+    single!(
+        nonzero_u32,
+        u32,
+        |r, id| match r.u32()? {
+            0 => Err(DecodeError::InvalidPropertyValue(id)),
+            v => Ok(v),
+        },
+        |_| 4,
+        |v, b| b.put_u32(*v)
+    );
+    single!(
+        varint,
+        u32,
+        |r, id| match r.varint()? {
+            0 => Err(DecodeError::InvalidPropertyValue(id)),
+            v => Ok(v),
+        },
+        |v| varint_len(*v),
+        |v, b| put_varint(b, *v)
+    );
+    single!(
+        string,
+        ByteString,
+        |r, _| r.string(),
+        |v| 2 + v.len(),
+        |v, b| put_binary(b, v.as_bytes())
+    );
+    single!(binary, Bytes, |r, _| r.binary(), |v| 2 + v.len(), |v, b| {
+        put_binary(b, v)
+    });
+
+    /// Subscription identifiers in PUBLISH: repeatable, each a non-zero variable byte integer.
+    pub(super) mod varints {
+        use super::*;
+        pub(crate) fn read(
+            field: &mut Vec<u32>,
+            r: &mut Reader<'_>,
+            id: u8,
+            _: &mut u64,
+        ) -> Result<(), DecodeError> {
+            match r.varint()? {
+                0 => Err(DecodeError::InvalidPropertyValue(id)),
+                v => {
+                    field.push(v);
+                    Ok(())
+                }
+            }
+        }
+        pub(crate) fn len(field: &[u32]) -> usize {
+            field.iter().map(|v| 1 + varint_len(*v)).sum()
+        }
+        pub(crate) fn write(field: &[u32], id: u8, buf: &mut BytesMut) {
+            for v in field {
+                buf.put_u8(id);
+                put_varint(buf, *v);
+            }
+        }
+    }
+}
+
+macro_rules! property_set {
+    (
+        $(#[$meta:meta])*
+        $name:ident for $packet:expr => {
+            $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $id:literal as $kind:ident, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+            /// User properties, in the order received.
+            pub user_properties: Vec<UserProperty>,
+        }
+
+        impl $name {
+            /// Reads the property length and the properties.
+            pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+                let len = r.varint()? as usize;
+                let mut r = r.take(len)?;
+                let mut props = Self::default();
+                #[allow(unused_mut, unused_variables)]
+                let mut seen = 0u64;
+                while !r.is_empty() {
+                    let id = r.varint()?;
+                    match id {
+                        0x26 => {
+                            let key = r.string()?;
+                            let value = r.string()?;
+                            props.user_properties.push(UserProperty { key, value });
+                        }
+                        $( $id => kind::$kind::read(&mut props.$field, &mut r, $id, &mut seen)?, )*
+                        other if is_known(other) => {
+                            return Err(DecodeError::PropertyNotAllowed { id: other, packet_type: $packet })
+                        }
+                        other => return Err(DecodeError::UnknownProperty(other)),
+                    }
+                }
+                Ok(props)
+            }
+
+            /// The encoded length of the properties, without the length prefix.
+            pub(crate) fn body_len(&self) -> usize {
+                0 $( + kind::$kind::len(&self.$field) )*
+                    + self.user_properties.iter().map(|p| 5 + p.key.len() + p.value.len()).sum::<usize>()
+            }
+
+            /// The encoded length with the length prefix.
+            pub(crate) fn wire_len(&self) -> usize {
+                let body = self.body_len();
+                varint_len(body as u32) + body
+            }
+
+            /// Writes the length prefix and the properties.
+            pub(crate) fn write(&self, buf: &mut BytesMut) {
+                put_varint(buf, self.body_len() as u32);
+                $( kind::$kind::write(&self.$field, $id, buf); )*
+                for p in &self.user_properties {
+                    buf.put_u8(USER_PROPERTY);
+                    put_binary(buf, p.key.as_bytes());
+                    put_binary(buf, p.value.as_bytes());
+                }
+            }
+
+            /// Whether any string or binary field is longer than 65,535 bytes.
+            pub(crate) fn has_oversized_field(&self) -> bool {
+                self.user_properties.iter().any(|p| p.key.len() > 0xFFFF || p.value.len() > 0xFFFF)
+                    $( || oversized(&self.$field) )*
+            }
+        }
+    };
+}
+
+/// Whether a field is a string or binary value too long for its two-byte length prefix.
+trait MaybeOversized {
+    fn oversized(&self) -> bool {
+        false
+    }
+}
+impl MaybeOversized for Option<bool> {}
+impl MaybeOversized for Option<QoS> {}
+impl MaybeOversized for Option<u16> {}
+impl MaybeOversized for Option<u32> {}
+impl MaybeOversized for Vec<u32> {}
+impl MaybeOversized for Option<ByteString> {
+    fn oversized(&self) -> bool {
+        self.as_ref().is_some_and(|s| s.len() > 0xFFFF)
+    }
+}
+impl MaybeOversized for Option<Bytes> {
+    fn oversized(&self) -> bool {
+        self.as_ref().is_some_and(|s| s.len() > 0xFFFF)
+    }
+}
+fn oversized(field: &impl MaybeOversized) -> bool {
+    field.oversized()
+}
+
+property_set! {
+    /// CONNECT properties (MQTT 5.0 section 3.1.2.11).
+    ConnectProperties for PacketType::Connect => {
+        /// Session Expiry Interval in seconds (0x11); absent means 0.
+        session_expiry_interval: Option<u32> = 0x11 as u32,
+        /// Receive Maximum (0x21): how many QoS 1 and 2 PUBLISH the client accepts unacknowledged.
+        receive_maximum: Option<u16> = 0x21 as nonzero_u16,
+        /// Maximum Packet Size (0x27) the client accepts.
+        maximum_packet_size: Option<u32> = 0x27 as nonzero_u32,
+        /// Topic Alias Maximum (0x22) the client accepts.
+        topic_alias_maximum: Option<u16> = 0x22 as u16,
+        /// Request Response Information (0x19).
+        request_response_information: Option<bool> = 0x19 as u8_flag,
+        /// Request Problem Information (0x17).
+        request_problem_information: Option<bool> = 0x17 as u8_flag,
+        /// Authentication Method (0x15).
+        authentication_method: Option<ByteString> = 0x15 as string,
+        /// Authentication Data (0x16).
+        authentication_data: Option<Bytes> = 0x16 as binary,
+    }
+}
+
+property_set! {
+    /// Will properties (MQTT 5.0 section 3.1.3.2).
+    WillProperties for PacketType::Connect => {
+        /// Will Delay Interval in seconds (0x18).
+        will_delay_interval: Option<u32> = 0x18 as u32,
+        /// Payload Format Indicator (0x01): `true` for UTF-8 payload.
+        payload_format_indicator: Option<bool> = 0x01 as u8_flag,
+        /// Message Expiry Interval in seconds (0x02).
+        message_expiry_interval: Option<u32> = 0x02 as u32,
+        /// Content Type (0x03).
+        content_type: Option<ByteString> = 0x03 as string,
+        /// Response Topic (0x08).
+        response_topic: Option<ByteString> = 0x08 as string,
+        /// Correlation Data (0x09).
+        correlation_data: Option<Bytes> = 0x09 as binary,
+    }
+}
+
+property_set! {
+    /// CONNACK properties (MQTT 5.0 section 3.2.2.3).
+    ConnAckProperties for PacketType::ConnAck => {
+        /// Session Expiry Interval (0x11) the server uses, when it differs from the client's.
+        session_expiry_interval: Option<u32> = 0x11 as u32,
+        /// Receive Maximum (0x21) of the server.
+        receive_maximum: Option<u16> = 0x21 as nonzero_u16,
+        /// Maximum QoS (0x24) the server supports, when below 2.
+        maximum_qos: Option<QoS> = 0x24 as max_qos,
+        /// Retain Available (0x25).
+        retain_available: Option<bool> = 0x25 as u8_flag,
+        /// Maximum Packet Size (0x27) the server accepts.
+        maximum_packet_size: Option<u32> = 0x27 as nonzero_u32,
+        /// Assigned Client Identifier (0x12), when the client sent an empty one.
+        assigned_client_identifier: Option<ByteString> = 0x12 as string,
+        /// Topic Alias Maximum (0x22) the server accepts.
+        topic_alias_maximum: Option<u16> = 0x22 as u16,
+        /// Reason String (0x1F).
+        reason_string: Option<ByteString> = 0x1F as string,
+        /// Wildcard Subscription Available (0x28).
+        wildcard_subscription_available: Option<bool> = 0x28 as u8_flag,
+        /// Subscription Identifiers Available (0x29).
+        subscription_identifiers_available: Option<bool> = 0x29 as u8_flag,
+        /// Shared Subscription Available (0x2A).
+        shared_subscription_available: Option<bool> = 0x2A as u8_flag,
+        /// Server Keep Alive (0x13): the keep-alive the client must use.
+        server_keep_alive: Option<u16> = 0x13 as u16,
+        /// Response Information (0x1A).
+        response_information: Option<ByteString> = 0x1A as string,
+        /// Server Reference (0x1C).
+        server_reference: Option<ByteString> = 0x1C as string,
+        /// Authentication Method (0x15).
+        authentication_method: Option<ByteString> = 0x15 as string,
+        /// Authentication Data (0x16).
+        authentication_data: Option<Bytes> = 0x16 as binary,
+    }
+}
+
+property_set! {
+    /// PUBLISH properties (MQTT 5.0 section 3.3.2.3).
+    PublishProperties for PacketType::Publish => {
+        /// Payload Format Indicator (0x01): `true` for UTF-8 payload.
+        payload_format_indicator: Option<bool> = 0x01 as u8_flag,
+        /// Message Expiry Interval in seconds (0x02).
+        message_expiry_interval: Option<u32> = 0x02 as u32,
+        /// Topic Alias (0x23), never 0.
+        topic_alias: Option<u16> = 0x23 as nonzero_u16,
+        /// Response Topic (0x08).
+        response_topic: Option<ByteString> = 0x08 as string,
+        /// Correlation Data (0x09).
+        correlation_data: Option<Bytes> = 0x09 as binary,
+        /// Subscription Identifiers (0x0B) of the subscriptions that matched, server to client only.
+        subscription_identifiers: Vec<u32> = 0x0B as varints,
+        /// Content Type (0x03).
+        content_type: Option<ByteString> = 0x03 as string,
+    }
+}
+
+property_set! {
+    /// Properties of PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and UNSUBACK: a reason string and user properties.
+    AckProperties for PacketType::PubAck => {
+        /// Reason String (0x1F).
+        reason_string: Option<ByteString> = 0x1F as string,
+    }
+}
+
+property_set! {
+    /// SUBSCRIBE properties (MQTT 5.0 section 3.8.2.1).
+    SubscribeProperties for PacketType::Subscribe => {
+        /// Subscription Identifier (0x0B), 1 to 268,435,455.
+        subscription_identifier: Option<u32> = 0x0B as varint,
+    }
+}
+
+property_set! {
+    /// UNSUBSCRIBE properties (MQTT 5.0 section 3.10.2.1): user properties only.
+    UnsubscribeProperties for PacketType::Unsubscribe => {}
+}
+
+property_set! {
+    /// DISCONNECT properties (MQTT 5.0 section 3.14.2.2).
+    DisconnectProperties for PacketType::Disconnect => {
+        /// Session Expiry Interval (0x11), replacing the one from CONNECT.
+        session_expiry_interval: Option<u32> = 0x11 as u32,
+        /// Reason String (0x1F).
+        reason_string: Option<ByteString> = 0x1F as string,
+        /// Server Reference (0x1C).
+        server_reference: Option<ByteString> = 0x1C as string,
+    }
+}
+
+property_set! {
+    /// AUTH properties (MQTT 5.0 section 3.15.2.2).
+    AuthProperties for PacketType::Auth => {
+        /// Authentication Method (0x15).
+        authentication_method: Option<ByteString> = 0x15 as string,
+        /// Authentication Data (0x16).
+        authentication_data: Option<Bytes> = 0x16 as binary,
+        /// Reason String (0x1F).
+        reason_string: Option<ByteString> = 0x1F as string,
+    }
+}
+
+impl PublishProperties {
+    /// Whether no property is set (the common case, encoded as a single zero byte).
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl AckProperties {
+    /// Whether no property is set.
+    pub fn is_empty(&self) -> bool {
+        self.reason_string.is_none() && self.user_properties.is_empty()
+    }
+}

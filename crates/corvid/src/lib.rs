@@ -1,0 +1,1 @@
+//! The Corvid MQTT broker library.
