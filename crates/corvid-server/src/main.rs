@@ -1,1 +1,209 @@
-fn main() {}
+//! The `corvid` MQTT broker server.
+
+mod config;
+
+use anyhow::Context;
+use clap::Parser;
+use config::{Config, ListenerKind, Overflow};
+use corvid::{Endpoint, OverflowPolicy, Server, ServerOptions};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Corvid: an MQTT 3.1, 3.1.1 and 5.0 broker.
+#[derive(Debug, Parser)]
+#[command(name = "corvid", version, about)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen for MQTT over TCP on ADDR:PORT; repeatable; replaces the listeners of the defaults and the file.
+    #[arg(short, long, value_name = "ADDR:PORT")]
+    bind: Vec<SocketAddr>,
+    /// Directory of the durable store.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log level or filter: error, warn, info, debug, trace, or e.g. "corvid=debug".
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Check a configuration file and exit: 0 if it is valid, 2 if not.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(path) = &args.check_config {
+        return match Config::load(path) {
+            Ok(_) => {
+                println!("{}: configuration is valid", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let level = args
+        .log_level
+        .clone()
+        .or_else(|| config.as_ref().and_then(|c| c.log_level.clone()))
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = match tracing_subscriber::EnvFilter::try_new(&level) {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("error: --log-level {level}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn options(args: &Args, config: Option<&Config>) -> ServerOptions {
+    let defaults = config.is_none() && args.bind.is_empty();
+    let mut endpoints: Vec<Endpoint> = args.bind.iter().copied().map(Endpoint::Tcp).collect();
+    if endpoints.is_empty()
+        && let Some(config) = config
+    {
+        endpoints = config
+            .listeners
+            .iter()
+            .map(|l| match l.kind {
+                ListenerKind::Tcp => Endpoint::Tcp(l.bind),
+            })
+            .collect();
+    }
+    if endpoints.is_empty() {
+        // Secure by default, as Mosquitto 2: loopback only.
+        endpoints = vec![
+            Endpoint::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883)),
+            Endpoint::Tcp(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 1883)),
+        ];
+    }
+    if defaults {
+        tracing::info!(
+            "listening on loopback only; use --bind 0.0.0.0:1883 or a config file to listen elsewhere"
+        );
+    }
+    let mut builder = ServerOptions::builder().without_default_endpoint();
+    for endpoint in endpoints {
+        builder = builder.with_endpoint(endpoint);
+    }
+    let mut options = builder.build();
+    let limits = &mut options.limits;
+    if let Some(config) = config {
+        let l = &config.limits;
+        if let Some(v) = l.max_packet_size {
+            limits.max_packet_size = v;
+        }
+        if let Some(v) = l.max_pending_messages_per_client {
+            limits.max_pending_messages_per_client = v;
+        }
+        if let Some(v) = l.pending_overflow {
+            limits.pending_overflow = match v {
+                Overflow::DropOldest => OverflowPolicy::DropOldest,
+                Overflow::DropNewest => OverflowPolicy::DropNewest,
+            };
+        }
+        if let Some(v) = l.max_inflight {
+            limits.max_inflight = v;
+        }
+        if let Some(v) = l.connect_timeout_secs {
+            limits.connect_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = l.max_keepalive {
+            limits.max_keepalive = v;
+        }
+        if let Some(v) = l.max_topic_alias {
+            limits.max_topic_alias = v;
+        }
+        if let Some(v) = l.max_session_expiry_secs {
+            limits.max_session_expiry_interval = v;
+        }
+        if let Some(v) = l.retain_available {
+            limits.retain_available = v;
+        }
+        options.sys_interval = match config.sys_interval {
+            Some(0) => None,
+            Some(secs) => Some(Duration::from_secs(secs)),
+            None => options.sys_interval,
+        };
+        options.allow_anonymous = config.allow_anonymous.unwrap_or(false);
+    }
+    options
+}
+
+async fn run(args: Args, config: Option<Config>) -> anyhow::Result<()> {
+    let options = options(&args, config.as_ref());
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| config.as_ref().and_then(|c| c.data_dir.clone()));
+    if let Some(dir) = &data_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    }
+    let server = Server::start(options).await.context("cannot start")?;
+    for addr in server.local_addrs() {
+        tracing::info!(%addr, "listening for MQTT over TCP");
+    }
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "corvid started");
+    wait_for_signal().await?;
+    tracing::info!("stopping");
+    server.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

@@ -1,1 +1,44 @@
-//! The Corvid MQTT broker library.
+//! Corvid: an MQTT 3.1, 3.1.1 and 5.0 broker to embed in a Rust program, or to run as the `corvid` server.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use corvid::{Message, QoS, Server, ServerOptions, TopicName};
+//!
+//! let options = ServerOptions::builder().with_default_endpoint_port(1883).build();
+//! let server = Server::start(options).await?;
+//! server.publish(Message::new(TopicName::new("greetings").unwrap(), "hello", QoS::AtLeastOnce, true));
+//! server.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`options`]: [`ServerOptions`] and its builder, [`Limits`].
+//! - `server`: [`Server`]: listeners, accept loops, in-process publish, stop.
+//! - `connection`: the per-connection task: CONNECT, the packet handlers, the outbound queue drain.
+//! - `broker`: shared state and the publish path (retained, match, queue).
+//! - `subscriptions`: the subscription tree with shared groups.
+//! - `retained`: the retained-message tree.
+//! - `session`: session state and each session's bounded outbound queue.
+//! - `registry`: client identifier to session, takeover.
+//! - `message`: [`Message`], the application message.
+//! - `stats`, `sys`: counters and `$SYS` topics.
+
+mod broker;
+mod connection;
+mod message;
+pub mod options;
+mod registry;
+mod retained;
+mod server;
+mod session;
+mod stats;
+mod subscriptions;
+mod sys;
+
+pub use corvid_protocol as protocol;
+pub use corvid_protocol::{ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
+pub use message::Message;
+pub use options::{Endpoint, Limits, OverflowPolicy, ServerOptions, ServerOptionsBuilder};
+pub use server::Server;
+pub use stats::{Stats, StatsSnapshot};

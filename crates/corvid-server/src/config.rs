@@ -1,0 +1,202 @@
+//! The TOML configuration file.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole file. Unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    /// Where the durable store lives.
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Whether clients without a user name may connect. Absent in a file means false, as in Mosquitto 2.
+    pub(crate) allow_anonymous: Option<bool>,
+    /// Seconds between `$SYS` updates; 0 turns them off.
+    pub(crate) sys_interval: Option<u64>,
+    /// Log filter, e.g. "info" or "corvid=debug".
+    pub(crate) log_level: Option<String>,
+    /// Network listeners.
+    #[serde(default, rename = "listener")]
+    pub(crate) listeners: Vec<Listener>,
+    /// Core limits.
+    #[serde(default)]
+    pub(crate) limits: LimitsConfig,
+}
+
+/// One `[[listener]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Listener {
+    /// The transport.
+    #[serde(rename = "type")]
+    pub(crate) kind: ListenerKind,
+    /// Address and port.
+    pub(crate) bind: SocketAddr,
+}
+
+/// Listener transports.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ListenerKind {
+    /// MQTT over TCP.
+    Tcp,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsConfig {
+    pub(crate) max_packet_size: Option<u32>,
+    pub(crate) max_pending_messages_per_client: Option<usize>,
+    pub(crate) pending_overflow: Option<Overflow>,
+    pub(crate) max_inflight: Option<u16>,
+    pub(crate) connect_timeout_secs: Option<u64>,
+    pub(crate) max_keepalive: Option<u16>,
+    pub(crate) max_topic_alias: Option<u16>,
+    pub(crate) max_session_expiry_secs: Option<u32>,
+    pub(crate) retain_available: Option<bool>,
+}
+
+/// `pending_overflow` values.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Overflow {
+    DropOldest,
+    DropNewest,
+}
+
+/// A configuration error, naming the file and, from the TOML parser, the line, column and key.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: describe(&e, text),
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: message.to_owned(),
+        };
+        if self.limits.max_inflight == Some(0) {
+            return Err(invalid("[limits] max_inflight: must be at least 1"));
+        }
+        if self.limits.max_pending_messages_per_client == Some(0) {
+            return Err(invalid(
+                "[limits] max_pending_messages_per_client: must be at least 1",
+            ));
+        }
+        if let Some(size) = self.limits.max_packet_size
+            && size < 64
+        {
+            return Err(invalid(
+                "[limits] max_packet_size: must be at least 64 bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// "line L, column C: message", from the parser's span.
+fn describe(error: &toml::de::Error, text: &str) -> String {
+    let message = error.message().trim_end().to_owned();
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            let key = text.get(span.clone()).map(str::trim).unwrap_or_default();
+            if key.is_empty() || key.len() > 60 {
+                format!("line {line}, column {column}: {message}")
+            } else {
+                format!("line {line}, column {column}, at `{key}`: {message}")
+            }
+        }
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("corvid.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let config = parse(
+            r#"
+data_dir = "data"
+allow_anonymous = true
+sys_interval = 10
+[[listener]]
+type = "tcp"
+bind = "0.0.0.0:1883"
+[limits]
+max_packet_size = 1048576
+max_pending_messages_per_client = 10000
+pending_overflow = "drop_oldest"
+max_inflight = 64
+connect_timeout_secs = 10
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.listeners.len(), 1);
+        assert_eq!(config.limits.max_inflight, Some(64));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = parse("allow_anonymous = true\n[limits]\nmax_inflihgt = 5\n").unwrap_err();
+        assert!(err.starts_with("corvid.toml: line 3"), "{err}");
+        assert!(err.contains("max_inflihgt"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_address() {
+        let err = parse("sys_interval = \"ten\"\n").unwrap_err();
+        assert!(
+            err.contains("line 1") && err.contains("sys_interval"),
+            "{err}"
+        );
+        let err = parse("[[listener]]\ntype = \"tcp\"\nbind = \"localhost:99999\"\n").unwrap_err();
+        assert!(err.contains("line 3") && err.contains("bind"), "{err}");
+        let err =
+            parse("[[listener]]\ntype = \"carrier-pigeon\"\nbind = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn values_out_of_range() {
+        let err = parse("[limits]\nmax_inflight = 0\n").unwrap_err();
+        assert!(err.contains("max_inflight"), "{err}");
+    }
+}

@@ -1,0 +1,248 @@
+//! The CONNECT handshake: validation, client identifier rules, session claim or takeover, CONNACK.
+
+use super::Connection;
+use crate::broker::Broker;
+use crate::registry::{ConnControl, Previous};
+use crate::session::{SessionShared, SessionState};
+use crate::stats::add;
+use bytes::BytesMut;
+use corvid_protocol::{
+    ByteString, ConnAck, ConnAckProperties, Connect, DecodeError, Packet, ProtocolVersion,
+    ReasonCode, encode,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// How long a new connection waits for the old one to hand its session over.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads CONNECT within the connect timeout, establishes the session and sends CONNACK. `None` when the
+/// connection ends here (refused, malformed, timed out).
+pub(super) async fn handshake<S>(
+    broker: Arc<Broker>,
+    mut stream: S,
+    remote: SocketAddr,
+) -> Option<Connection<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let timeout = broker.options.limits.connect_timeout;
+    let max = broker.options.limits.max_packet_size;
+    let first = tokio::time::timeout(timeout, async {
+        loop {
+            match corvid_protocol::decode(&mut rbuf, ProtocolVersion::V3_1_1, max) {
+                Ok(Some(packet)) => return Ok(packet),
+                Ok(None) => {}
+                Err(e) => return Err(Some(e)),
+            }
+            match stream.read_buf(&mut rbuf).await {
+                Ok(0) | Err(_) => return Err(None),
+                Ok(n) => add(&broker.stats.bytes_received, n as u64),
+            }
+        }
+    })
+    .await;
+    let connect = match first {
+        Ok(Ok(Packet::Connect(connect))) => connect,
+        Ok(Ok(other)) => {
+            tracing::debug!(%remote, packet = ?other.packet_type(), "first packet is not CONNECT");
+            return None;
+        }
+        Ok(Err(Some(DecodeError::UnsupportedProtocolVersion(level)))) => {
+            tracing::debug!(%remote, level, "unsupported protocol version");
+            refuse(
+                &mut stream,
+                ProtocolVersion::V3_1_1,
+                ReasonCode::UnsupportedProtocolVersion,
+            )
+            .await;
+            return None;
+        }
+        Ok(Err(Some(error))) => {
+            tracing::debug!(%remote, %error, "malformed CONNECT");
+            return None;
+        }
+        Ok(Err(None)) => return None,
+        Err(_) => {
+            tracing::debug!(%remote, "no CONNECT within the connect timeout");
+            return None;
+        }
+    };
+    add(&broker.stats.messages_received, 1);
+    establish(broker, stream, remote, rbuf, *connect).await
+}
+
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, version: ProtocolVersion, code: ReasonCode) {
+    let connack = ConnAck {
+        session_present: false,
+        reason_code: code,
+        properties: ConnAckProperties::default(),
+    };
+    let mut buf = BytesMut::new();
+    if encode(&Packet::ConnAck(connack), version, &mut buf).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = stream.write_all(&buf).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+    }
+}
+
+async fn establish<S>(
+    broker: Arc<Broker>,
+    mut stream: S,
+    remote: SocketAddr,
+    rbuf: BytesMut,
+    connect: Connect,
+) -> Option<Connection<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let version = connect.protocol;
+    let limits = &broker.options.limits;
+    let v5 = version.is_v5();
+
+    // Client identifier rules (MQTT 3.1.1 section 3.1.3.1, 5.0 section 3.1.3.1).
+    let mut assigned = None;
+    let client_id = if connect.client_id.is_empty() {
+        if !v5 && (!connect.clean_start || version == ProtocolVersion::V3_1) {
+            refuse(&mut stream, version, ReasonCode::ClientIdentifierNotValid).await;
+            return None;
+        }
+        let id = ByteString::from(format!("corvid-{:x}-{:x}", broker.next_id(), nanos()));
+        assigned = Some(id.clone());
+        id
+    } else {
+        connect.client_id.clone()
+    };
+    if connect.username.is_none() && !broker.options.allow_anonymous {
+        refuse(&mut stream, version, ReasonCode::NotAuthorized).await;
+        return None;
+    }
+    if connect.properties.authentication_method.is_some() {
+        refuse(&mut stream, version, ReasonCode::BadAuthenticationMethod).await;
+        return None;
+    }
+
+    let expiry_interval = if v5 {
+        connect
+            .properties
+            .session_expiry_interval
+            .unwrap_or(0)
+            .min(limits.max_session_expiry_interval)
+    } else if connect.clean_start {
+        0
+    } else {
+        u32::MAX.min(limits.max_session_expiry_interval)
+    };
+
+    // Claim the client identifier; take the session over from another connection if needed.
+    let generation = broker.next_id();
+    let control = Arc::new(ConnControl::default());
+    let previous = match broker
+        .registry
+        .claim(&client_id, generation, control.clone())
+    {
+        Previous::None => None,
+        Previous::Offline(state, _cancelled_will) => Some(state),
+        Previous::Online(rx) => tokio::time::timeout(TAKEOVER_TIMEOUT, rx)
+            .await
+            .ok()
+            .and_then(Result::ok),
+    };
+    let (mut state, session_present) = match previous {
+        Some(state) if !connect.clean_start => (state, true),
+        Some(old) => {
+            broker.end_session(old);
+            (new_state(&broker, &client_id, expiry_interval), false)
+        }
+        None => (new_state(&broker, &client_id, expiry_interval), false),
+    };
+    state.expiry_interval = expiry_interval;
+
+    let mut properties = ConnAckProperties::default();
+    let mut keep_alive = connect.keep_alive;
+    if v5 {
+        properties.assigned_client_identifier = assigned;
+        properties.receive_maximum = Some(limits.max_inflight);
+        properties.maximum_packet_size = Some(limits.max_packet_size);
+        properties.topic_alias_maximum = Some(limits.max_topic_alias);
+        if !limits.retain_available {
+            properties.retain_available = Some(false);
+        }
+        if connect.properties.session_expiry_interval.unwrap_or(0) != expiry_interval {
+            properties.session_expiry_interval = Some(expiry_interval);
+        }
+        if limits.max_keepalive > 0 && (keep_alive == 0 || keep_alive > limits.max_keepalive) {
+            keep_alive = limits.max_keepalive;
+            properties.server_keep_alive = Some(keep_alive);
+        }
+    }
+    let connack = ConnAck {
+        session_present,
+        reason_code: ReasonCode::Success,
+        properties,
+    };
+    let client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+    let mut conn = Connection {
+        broker: broker.clone(),
+        stream,
+        remote,
+        rbuf,
+        wbuf: BytesMut::with_capacity(8192),
+        version,
+        client_id: client_id.clone(),
+        generation,
+        control,
+        state,
+        will: connect.will,
+        keep_alive: (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive))),
+        last_received: Instant::now(),
+        send_quota: usize::from(client_receive_maximum.min(limits.max_inflight)),
+        client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
+        client_topic_alias_max: connect.properties.topic_alias_maximum.unwrap_or(0),
+        inbound_aliases: HashMap::new(),
+        outbound_aliases: HashMap::new(),
+        problem_information: connect
+            .properties
+            .request_problem_information
+            .unwrap_or(true),
+        batch: Vec::new(),
+    };
+    conn.send(&Packet::ConnAck(connack));
+    conn.state.shared.set_online(true);
+    broker.stats.client_connected();
+    tracing::info!(
+        client_id = %client_id, %remote, protocol = %version, clean_start = connect.clean_start,
+        session_present, "client connected"
+    );
+    // Resend unacknowledged messages of a resumed session, in order, with DUP.
+    conn.resend_inflight();
+    if conn.flush().await.is_err() {
+        conn.finish(super::CloseReason::ConnectionLost).await;
+        return None;
+    }
+    Some(conn)
+}
+
+fn new_state(broker: &Broker, client_id: &ByteString, expiry_interval: u32) -> SessionState {
+    let limits = &broker.options.limits;
+    let _ = client_id;
+    let shared = Arc::new(SessionShared::new(
+        broker.next_id(),
+        limits.max_pending_messages_per_client,
+        limits.pending_overflow,
+    ));
+    SessionState::new(shared, expiry_interval)
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}

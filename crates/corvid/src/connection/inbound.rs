@@ -1,0 +1,263 @@
+//! Packets from the client: PUBLISH and its acknowledgements, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT.
+
+use super::{CloseReason, Connection};
+use crate::message::{Delivery, Message};
+use crate::session::{Inflight, OutboundState};
+use crate::stats::add;
+use crate::subscriptions::Subscriber;
+use corvid_protocol::{
+    AckProperties, Packet, PubResponse, Publish, QoS, ReasonCode, RetainHandling, SubAck,
+    Subscribe, UnsubAck, Unsubscribe,
+};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    pub(super) fn handle_packet(&mut self, packet: Packet) -> Result<(), CloseReason> {
+        match packet {
+            Packet::Publish(publish) => self.on_publish(publish),
+            Packet::PubAck(ack) => {
+                self.complete(&ack, OutboundState::AwaitingAck, QoS::AtLeastOnce);
+                Ok(())
+            }
+            Packet::PubRec(rec) => {
+                self.on_pubrec(rec);
+                Ok(())
+            }
+            Packet::PubComp(comp) => {
+                self.complete(&comp, OutboundState::AwaitingComp, QoS::ExactlyOnce);
+                Ok(())
+            }
+            Packet::PubRel(rel) => {
+                let mut comp = PubResponse::new(rel.packet_id);
+                if !self.state.incoming_qos2.remove(&rel.packet_id.get()) && self.version.is_v5() {
+                    comp.reason_code = ReasonCode::PacketIdentifierNotFound;
+                }
+                self.send(&Packet::PubComp(comp));
+                Ok(())
+            }
+            Packet::Subscribe(subscribe) => {
+                self.on_subscribe(subscribe);
+                Ok(())
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                self.on_unsubscribe(unsubscribe);
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.send(&Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(d) => {
+                if let Some(interval) = d.properties.session_expiry_interval {
+                    if self.state.expiry_interval == 0 && interval != 0 {
+                        return Err(self.violation(
+                            ReasonCode::ProtocolError,
+                            "session expiry set after 0 in CONNECT",
+                        ));
+                    }
+                    self.state.expiry_interval =
+                        interval.min(self.broker.options.limits.max_session_expiry_interval);
+                }
+                if d.reason_code == ReasonCode::DisconnectWithWillMessage {
+                    Err(CloseReason::ClientDisconnectWithWill)
+                } else {
+                    Err(CloseReason::ClientDisconnect)
+                }
+            }
+            Packet::Auth(_) => Err(self.violation(
+                ReasonCode::ProtocolError,
+                "AUTH without authentication method",
+            )),
+            Packet::Connect(_) => Err(self.violation(ReasonCode::ProtocolError, "second CONNECT")),
+            _ => Err(self.violation(ReasonCode::ProtocolError, "packet only a server sends")),
+        }
+    }
+
+    /// Queues DISCONNECT with `code` (MQTT 5) and gives the close reason.
+    pub(super) fn violation(&mut self, code: ReasonCode, why: &str) -> CloseReason {
+        tracing::debug!(client_id = %self.client_id, remote = %self.remote, code = %code, why, "closing connection");
+        self.send_disconnect(code, Some(why.to_owned()));
+        CloseReason::ProtocolViolation(code)
+    }
+
+    fn on_publish(&mut self, mut publish: Publish) -> Result<(), CloseReason> {
+        let stats = &self.broker.stats;
+        add(&stats.publish_received, 1);
+        add(&stats.publish_bytes_received, publish.payload.len() as u64);
+        let limits = &self.broker.options.limits;
+        // Topic alias (MQTT 5.0 section 3.3.2.3.4).
+        if let Some(alias) = publish.properties.topic_alias.take() {
+            if alias > limits.max_topic_alias {
+                return Err(self.violation(
+                    ReasonCode::TopicAliasInvalid,
+                    "topic alias above the maximum",
+                ));
+            }
+            if publish.topic.is_empty() {
+                match self.inbound_aliases.get(&alias) {
+                    Some(topic) => publish.topic = topic.clone(),
+                    None => {
+                        return Err(self.violation(ReasonCode::ProtocolError, "unknown topic alias"));
+                    }
+                }
+            } else {
+                self.inbound_aliases.insert(alias, publish.topic.clone());
+            }
+        }
+        if publish.retain && !limits.retain_available {
+            return Err(self.violation(ReasonCode::RetainNotSupported, "retain not supported"));
+        }
+        let packet_id = publish.packet_id;
+        match (publish.qos, packet_id) {
+            (QoS::ExactlyOnce, Some(id)) => {
+                if self.state.incoming_qos2.contains(&id.get()) {
+                    // A resent PUBLISH whose PUBREL has not come yet: acknowledge again, deliver nothing.
+                    self.send(&Packet::PubRec(PubResponse::new(id)));
+                    return Ok(());
+                }
+                if self.state.incoming_qos2.len() >= usize::from(limits.max_inflight) {
+                    return Err(self.violation(
+                        ReasonCode::ReceiveMaximumExceeded,
+                        "receive maximum exceeded",
+                    ));
+                }
+                self.state.incoming_qos2.insert(id.get());
+                self.route(publish);
+                self.send(&Packet::PubRec(PubResponse::new(id)));
+            }
+            (QoS::AtLeastOnce, Some(id)) => {
+                self.route(publish);
+                self.send(&Packet::PubAck(PubResponse::new(id)));
+            }
+            _ => self.route(publish),
+        }
+        Ok(())
+    }
+
+    fn route(&mut self, publish: Publish) {
+        if publish.topic.starts_with("$SYS") {
+            return;
+        }
+        let mut properties = publish.properties;
+        properties.subscription_identifiers.clear();
+        let mut message = Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            properties,
+            publisher: Some(self.client_id.clone()),
+            expires_at: None,
+        };
+        message.stamp_expiry(Instant::now());
+        self.broker.publish(message, Some(self.state.shared.id));
+    }
+
+    /// Removes an acknowledged outbound message.
+    fn complete(&mut self, ack: &PubResponse, expected: OutboundState, qos: QoS) {
+        let found = self.state.inflight.iter().position(|i| {
+            i.packet_id == ack.packet_id && i.state == expected && i.delivery.qos == qos
+        });
+        if let Some(index) = found {
+            self.state.inflight.remove(index);
+        }
+    }
+
+    fn on_pubrec(&mut self, rec: PubResponse) {
+        let found = self
+            .state
+            .inflight
+            .iter_mut()
+            .find(|i| i.packet_id == rec.packet_id);
+        let mut rel = PubResponse::new(rec.packet_id);
+        match found {
+            Some(inflight) if rec.reason_code.is_error() => {
+                // The receiver refused the message: it is complete (MQTT 5.0 section 4.3.3).
+                let id = inflight.packet_id;
+                self.state.inflight.retain(|i| i.packet_id != id);
+                return;
+            }
+            Some(inflight) => inflight.state = OutboundState::AwaitingComp,
+            None if self.version.is_v5() => rel.reason_code = ReasonCode::PacketIdentifierNotFound,
+            None => {}
+        }
+        self.send(&Packet::PubRel(rel));
+    }
+
+    fn on_subscribe(&mut self, subscribe: Subscribe) {
+        let subscription_id = subscribe.properties.subscription_identifier;
+        let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
+        let mut retained = Vec::new();
+        let now = Instant::now();
+        for (filter, options) in subscribe.filters {
+            let subscriber = Subscriber {
+                session: self.state.shared.clone(),
+                options,
+                subscription_id,
+            };
+            let existed = self.broker.subscriptions.subscribe(&filter, subscriber);
+            let shared = filter.shared().is_some();
+            let send_retained = !shared
+                && match options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+            if send_retained {
+                for message in self.broker.retained.matching(&filter, now) {
+                    retained.push(Delivery {
+                        qos: message.qos.min(options.qos),
+                        retain: true,
+                        subscription_ids: subscription_id.into_iter().collect(),
+                        message,
+                    });
+                }
+            }
+            self.state.subscriptions.insert(filter, options);
+            reason_codes.push(match options.qos {
+                QoS::AtMostOnce => ReasonCode::Success,
+                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+            });
+        }
+        let suback = SubAck {
+            packet_id: subscribe.packet_id,
+            reason_codes,
+            properties: AckProperties::default(),
+        };
+        self.send(&Packet::SubAck(suback));
+        for delivery in retained {
+            self.state.shared.enqueue(delivery);
+        }
+    }
+
+    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
+        let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
+        for filter in unsubscribe.filters {
+            let existed = self.state.subscriptions.remove(&filter).is_some();
+            self.broker
+                .subscriptions
+                .unsubscribe(&filter, self.state.shared.id);
+            reason_codes.push(if existed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        let unsuback = UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            reason_codes,
+            properties: AckProperties::default(),
+        };
+        self.send(&Packet::UnsubAck(unsuback));
+    }
+
+    /// Records an outbound QoS 1/2 message as inflight.
+    pub(super) fn track(&mut self, inflight: Inflight) {
+        self.state.inflight.push_back(inflight);
+    }
+}

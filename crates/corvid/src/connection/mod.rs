@@ -1,0 +1,276 @@
+//! The per-connection driver: one task per client, owning its session while connected.
+//!
+//! The task reads and decodes packets, handles them ([`inbound`]), drains the session's queue into its write
+//! buffer ([`outbound`]) and writes many packets per system call. It runs over any byte stream, so TCP, TLS and
+//! WebSocket share it.
+
+mod connect;
+mod inbound;
+mod outbound;
+
+use crate::broker::Broker;
+use crate::registry::{ConnControl, Released};
+use crate::session::{PendingWill, SessionState};
+use crate::stats::add;
+use bytes::BytesMut;
+use corvid_protocol::{
+    ByteString, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode, TopicName, Will,
+    encode,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Sleep;
+
+/// Write buffer size beyond which the driver writes before encoding more.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Deliveries taken from the queue per batch.
+const BATCH: usize = 256;
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    /// The client sent DISCONNECT (normal).
+    ClientDisconnect,
+    /// The client sent DISCONNECT 0x04: publish the will.
+    ClientDisconnectWithWill,
+    /// The socket closed or failed without DISCONNECT.
+    ConnectionLost,
+    /// No packet within 1.5 times the keep-alive.
+    KeepAliveTimeout,
+    /// The client broke the protocol; DISCONNECT with this code was sent to MQTT 5 clients.
+    ProtocolViolation(ReasonCode),
+    /// Another connection took the session over.
+    TakenOver,
+    /// The process disconnected the client.
+    Kicked(ReasonCode),
+    /// The server is stopping.
+    ServerShutdown,
+}
+
+impl CloseReason {
+    fn publishes_will(self) -> bool {
+        !matches!(self, Self::ClientDisconnect | Self::ServerShutdown)
+    }
+}
+
+/// A connected client, after a successful CONNECT.
+pub(crate) struct Connection<S> {
+    broker: Arc<Broker>,
+    stream: S,
+    remote: SocketAddr,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    version: ProtocolVersion,
+    client_id: ByteString,
+    generation: u64,
+    control: Arc<ConnControl>,
+    state: SessionState,
+    will: Option<Will>,
+    keep_alive: Option<Duration>,
+    last_received: Instant,
+    /// What the client accepts: Receive Maximum (bounded by ours), Maximum Packet Size, Topic Alias Maximum.
+    send_quota: usize,
+    client_max_packet_size: u32,
+    client_topic_alias_max: u16,
+    inbound_aliases: HashMap<u16, TopicName>,
+    outbound_aliases: HashMap<TopicName, u16>,
+    problem_information: bool,
+    batch: Vec<crate::message::Delivery>,
+}
+
+/// Serves one client connection from its first byte to its end.
+pub(crate) async fn serve<S>(broker: Arc<Broker>, stream: S, remote: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let Some(mut conn) = connect::handshake(broker, stream, remote).await else {
+        return;
+    };
+    let reason = conn.run().await;
+    conn.finish(reason).await;
+}
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    async fn run(&mut self) -> CloseReason {
+        let broker = self.broker.clone();
+        let shared = self.state.shared.clone();
+        let control = self.control.clone();
+        let mut keep_alive: Option<Pin<Box<Sleep>>> =
+            self.keep_alive.map(|k| Box::pin(tokio::time::sleep(k)));
+        // Packets that arrived together with CONNECT.
+        if let Err(reason) = self.handle_input() {
+            return reason;
+        }
+        loop {
+            if let Err(reason) = self.drain_queue().await {
+                return reason;
+            }
+            if let Err(reason) = self.flush().await {
+                return reason;
+            }
+            let room = self.state.inflight.len() < self.send_quota;
+            tokio::select! {
+                biased;
+                () = control.cancel.cancelled() => {
+                    if control.is_taken_over() {
+                        return CloseReason::TakenOver;
+                    }
+                    return CloseReason::Kicked(control.kick_reason().unwrap_or(ReasonCode::AdministrativeAction));
+                }
+                () = broker.shutdown.cancelled() => return CloseReason::ServerShutdown,
+                read = self.stream.read_buf(&mut self.rbuf) => {
+                    match read {
+                        Ok(0) | Err(_) => return CloseReason::ConnectionLost,
+                        Ok(n) => {
+                            add(&broker.stats.bytes_received, n as u64);
+                            self.last_received = Instant::now();
+                            if let Err(reason) = self.handle_input() {
+                                return reason;
+                            }
+                        }
+                    }
+                }
+                () = shared.notify.notified(), if room => {}
+                () = async { if let Some(k) = keep_alive.as_mut() { k.as_mut().await } }, if keep_alive.is_some() => {
+                    let limit = self.keep_alive.map(|k| k + k / 2).unwrap_or_default();
+                    let deadline = self.last_received + limit;
+                    if Instant::now() >= deadline {
+                        return CloseReason::KeepAliveTimeout;
+                    }
+                    if let Some(k) = keep_alive.as_mut() {
+                        k.as_mut().reset(tokio::time::Instant::from_std(deadline));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes and handles every whole packet in the read buffer.
+    fn handle_input(&mut self) -> Result<(), CloseReason> {
+        loop {
+            let max = self.broker.options.limits.max_packet_size;
+            match corvid_protocol::decode(&mut self.rbuf, self.version, max) {
+                Ok(Some(packet)) => {
+                    add(&self.broker.stats.messages_received, 1);
+                    self.handle_packet(packet)?;
+                }
+                Ok(None) => return Ok(()),
+                Err(error) => return Err(self.malformed(&error)),
+            }
+        }
+    }
+
+    fn malformed(&mut self, error: &DecodeError) -> CloseReason {
+        tracing::debug!(client_id = %self.client_id, remote = %self.remote, %error, "malformed packet");
+        let code = error.reason_code();
+        self.send_disconnect(code, Some(error.to_string()));
+        CloseReason::ProtocolViolation(code)
+    }
+
+    /// Queues a DISCONNECT for MQTT 5 clients (3.x has no server DISCONNECT).
+    fn send_disconnect(&mut self, code: ReasonCode, reason: Option<String>) {
+        if self.version.is_v5() {
+            let mut d = Disconnect::new(code);
+            if self.problem_information {
+                d.properties.reason_string = reason.map(ByteString::from);
+            }
+            self.send(&Packet::Disconnect(d));
+        }
+    }
+
+    /// Encodes a packet into the write buffer.
+    fn send(&mut self, packet: &Packet) {
+        if encode(packet, self.version, &mut self.wbuf).is_ok() {
+            add(&self.broker.stats.messages_sent, 1);
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), CloseReason> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let n = self.wbuf.len();
+        let result = self.stream.write_all(&self.wbuf).await;
+        self.wbuf.clear();
+        result.map_err(|_| CloseReason::ConnectionLost)?;
+        add(&self.broker.stats.bytes_sent, n as u64);
+        Ok(())
+    }
+
+    /// Ends the connection: tells the client why, publishes or schedules the will, and stores or ends the session.
+    async fn finish(mut self, reason: CloseReason) {
+        match reason {
+            CloseReason::TakenOver => self.send_disconnect(ReasonCode::SessionTakenOver, None),
+            CloseReason::Kicked(code) => self.send_disconnect(code, None),
+            CloseReason::ServerShutdown => {
+                self.send_disconnect(ReasonCode::ServerShuttingDown, None)
+            }
+            CloseReason::KeepAliveTimeout => {
+                self.send_disconnect(ReasonCode::KeepAliveTimeout, None)
+            }
+            _ => {}
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = self.flush().await;
+            let _ = self.stream.shutdown().await;
+        })
+        .await;
+
+        let broker = self.broker.clone();
+        broker.stats.client_disconnected();
+        self.state.shared.set_online(false);
+        // Deliveries taken but not written go back to the queue, in order.
+        if !self.batch.is_empty() {
+            self.state.shared.requeue_front(self.batch.drain(..));
+        }
+        let will = self.will.take().filter(|_| reason.publishes_will());
+        let expiry = self.state.expiry_interval;
+        let now = Instant::now();
+        let mut immediate_will = None;
+        let pending_will = will.and_then(|will| {
+            let delay = will.properties.will_delay_interval.unwrap_or(0);
+            if delay == 0 || expiry == 0 {
+                immediate_will = Some(will);
+                None
+            } else {
+                let due = now + Duration::from_secs(u64::from(delay.min(expiry)));
+                Some(PendingWill {
+                    will,
+                    publisher: self.client_id.clone(),
+                    due,
+                })
+            }
+        });
+        let persist = (expiry > 0).then(|| {
+            let expires_at =
+                (expiry != u32::MAX).then(|| now + Duration::from_secs(u64::from(expiry)));
+            (expires_at, pending_will)
+        });
+        tracing::info!(client_id = %self.client_id, remote = %self.remote, reason = ?reason, "client disconnected");
+        let placeholder = SessionState::new(self.state.shared.clone(), 0);
+        let state = std::mem::replace(&mut self.state, placeholder);
+        match broker.registry.release(
+            &self.client_id,
+            self.generation,
+            &self.control,
+            state,
+            persist,
+        ) {
+            Released::Kept => {}
+            Released::Ended(state) => broker.end_session(state),
+        }
+        if let Some(will) = immediate_will {
+            broker.publish(
+                crate::broker::will_message(will, self.client_id.clone()),
+                None,
+            );
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Messages to the client: draining the session queue within the send quota, topic aliases, expiry, size limits.
+
+use super::{BATCH, CloseReason, Connection, WRITE_HIGH_WATER};
+use crate::message::Delivery;
+use crate::session::{Inflight, OutboundState};
+use crate::stats::add;
+use corvid_protocol::{
+    Packet, PacketId, PubResponse, Publish, PublishProperties, QoS, TopicName, encoded_len,
+};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    /// Moves queued deliveries into the write buffer until the queue is empty or the send quota is used up,
+    /// writing whenever the buffer passes its high-water mark.
+    pub(super) async fn drain_queue(&mut self) -> Result<(), CloseReason> {
+        let shared = self.state.shared.clone();
+        loop {
+            let quota = self.send_quota.saturating_sub(self.state.inflight.len());
+            let mut batch = std::mem::take(&mut self.batch);
+            shared.take_batch(&mut batch, BATCH, quota);
+            if batch.is_empty() {
+                self.batch = batch;
+                return Ok(());
+            }
+            let now = Instant::now();
+            for delivery in batch.drain(..) {
+                self.write_delivery(delivery, now);
+            }
+            self.batch = batch;
+            if self.wbuf.len() >= WRITE_HIGH_WATER {
+                self.flush().await?;
+            }
+        }
+    }
+
+    fn write_delivery(&mut self, delivery: Delivery, now: Instant) {
+        if delivery.message.is_expired(now) {
+            add(&self.broker.stats.publish_dropped, 1);
+            return;
+        }
+        let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| self.state.allocate_packet_id());
+        if self.encode_publish(&delivery, packet_id, false, now) {
+            if let Some(packet_id) = packet_id {
+                self.track(Inflight {
+                    packet_id,
+                    delivery,
+                    state: OutboundState::AwaitingAck,
+                });
+            }
+        } else {
+            add(&self.broker.stats.publish_dropped, 1);
+        }
+    }
+
+    /// Resends every unacknowledged message of a resumed session: PUBLISH with DUP, or PUBREL.
+    pub(super) fn resend_inflight(&mut self) {
+        let now = Instant::now();
+        let inflight = std::mem::take(&mut self.state.inflight);
+        for item in &inflight {
+            match item.state {
+                OutboundState::AwaitingAck => {
+                    self.encode_publish(&item.delivery, Some(item.packet_id), true, now);
+                }
+                OutboundState::AwaitingComp => {
+                    self.send(&Packet::PubRel(PubResponse::new(item.packet_id)))
+                }
+            }
+        }
+        self.state.inflight = inflight;
+    }
+
+    /// Encodes one PUBLISH for this client. Returns false when the client cannot take it (too large).
+    fn encode_publish(
+        &mut self,
+        d: &Delivery,
+        packet_id: Option<PacketId>,
+        dup: bool,
+        now: Instant,
+    ) -> bool {
+        let message = &d.message;
+        let v5 = self.version.is_v5();
+        let mut topic = message.topic.clone();
+        let properties = if v5 {
+            let mut p = message.properties.clone();
+            p.message_expiry_interval = message.remaining_expiry(now);
+            p.subscription_identifiers.clone_from(&d.subscription_ids);
+            if !dup && self.client_topic_alias_max > 0 {
+                self.apply_alias(&mut topic, &mut p);
+            }
+            p
+        } else {
+            PublishProperties::default()
+        };
+        let publish = Publish {
+            dup,
+            qos: d.qos,
+            retain: d.retain,
+            topic,
+            packet_id,
+            payload: message.payload.clone(),
+            properties,
+        };
+        let packet = Packet::Publish(publish);
+        if v5 {
+            match encoded_len(&packet, self.version) {
+                Ok(len) if len <= self.client_max_packet_size as usize => {}
+                _ => return false,
+            }
+        }
+        self.send(&packet);
+        let stats = &self.broker.stats;
+        add(&stats.publish_sent, 1);
+        add(&stats.publish_bytes_sent, message.payload.len() as u64);
+        true
+    }
+
+    /// Uses or establishes an outbound topic alias, within the client's Topic Alias Maximum.
+    fn apply_alias(&mut self, topic: &mut TopicName, properties: &mut PublishProperties) {
+        if let Some(&alias) = self.outbound_aliases.get(topic) {
+            properties.topic_alias = Some(alias);
+            *topic = TopicName::alias_only();
+            return;
+        }
+        let next = self.outbound_aliases.len() + 1;
+        if next <= usize::from(self.client_topic_alias_max)
+            && let Ok(alias) = u16::try_from(next)
+        {
+            self.outbound_aliases.insert(topic.clone(), alias);
+            properties.topic_alias = Some(alias);
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Server options and their builder.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// What a full per-session queue does with one more message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OverflowPolicy {
+    /// Drop the oldest queued message to make room (the default: fresh data wins).
+    #[default]
+    DropOldest,
+    /// Drop the new message.
+    DropNewest,
+}
+
+/// Limits of the broker core. The defaults suit a general-purpose broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The largest packet accepted from a client, fixed header included (advertised in CONNACK).
+    pub max_packet_size: u32,
+    /// Bound of each session's outbound queue (messages waiting to be sent, online or offline).
+    pub max_pending_messages_per_client: usize,
+    /// What a full outbound queue does.
+    pub pending_overflow: OverflowPolicy,
+    /// The most unacknowledged outbound QoS 1/2 messages per client (further bounded by the client's Receive
+    /// Maximum), and the Receive Maximum advertised for inbound QoS 1/2.
+    pub max_inflight: u16,
+    /// How long a new connection has to send CONNECT.
+    pub connect_timeout: Duration,
+    /// The largest keep-alive accepted; a client asking for more (or for 0) is told this value (MQTT 5 Server Keep
+    /// Alive). 0 means no limit.
+    pub max_keepalive: u16,
+    /// How many topic aliases a client may use towards the broker (MQTT 5 Topic Alias Maximum).
+    pub max_topic_alias: u16,
+    /// The longest session expiry interval granted, in seconds.
+    pub max_session_expiry_interval: u32,
+    /// Whether retained messages are supported.
+    pub retain_available: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 1024 * 1024,
+            max_pending_messages_per_client: 10_000,
+            pending_overflow: OverflowPolicy::DropOldest,
+            max_inflight: 64,
+            connect_timeout: Duration::from_secs(10),
+            max_keepalive: 0,
+            max_topic_alias: 64,
+            max_session_expiry_interval: u32::MAX,
+            retain_available: true,
+        }
+    }
+}
+
+/// A network endpoint the server listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// MQTT over plain TCP.
+    Tcp(SocketAddr),
+}
+
+/// Everything [`crate::Server::start`] needs. Build one with [`ServerOptions::builder`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// The endpoints to listen on; empty for an in-process broker with no network listener.
+    pub endpoints: Vec<Endpoint>,
+    /// The listen backlog of each TCP endpoint.
+    pub backlog: u32,
+    /// Limits of the core.
+    pub limits: Limits,
+    /// How often `$SYS/broker/...` topics are published; `None` turns them off.
+    pub sys_interval: Option<Duration>,
+    /// Whether clients that send no user name may connect.
+    pub allow_anonymous: bool,
+}
+
+impl Default for ServerOptions {
+    /// TCP on port 1883 of every IPv4 address, as MQTTnet's default options do.
+    fn default() -> Self {
+        Self {
+            endpoints: vec![Endpoint::Tcp(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                1883,
+            ))],
+            backlog: 1024,
+            limits: Limits::default(),
+            sys_interval: Some(Duration::from_secs(10)),
+            allow_anonymous: true,
+        }
+    }
+}
+
+impl ServerOptions {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ServerOptionsBuilder {
+        ServerOptionsBuilder::default()
+    }
+}
+
+/// Builds [`ServerOptions`].
+///
+/// ```
+/// use corvid::ServerOptions;
+/// let options = ServerOptions::builder().with_connection_backlog(100).with_default_endpoint_port(1884).build();
+/// assert_eq!(options.backlog, 100);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerOptionsBuilder {
+    default_endpoint: Option<SocketAddr>,
+    extra: Vec<Endpoint>,
+    options: ServerOptions,
+}
+
+impl Default for ServerOptionsBuilder {
+    fn default() -> Self {
+        Self {
+            default_endpoint: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 1883)),
+            extra: Vec::new(),
+            options: ServerOptions {
+                endpoints: Vec::new(),
+                ..ServerOptions::default()
+            },
+        }
+    }
+}
+
+impl ServerOptionsBuilder {
+    /// The port of the default TCP endpoint (1883 unless set).
+    pub fn with_default_endpoint_port(mut self, port: u16) -> Self {
+        let ip = self
+            .default_endpoint
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        self.default_endpoint = Some(SocketAddr::new(ip, port));
+        self
+    }
+
+    /// The address of the default TCP endpoint (every IPv4 address unless set).
+    pub fn with_default_endpoint_bound_ip(mut self, ip: IpAddr) -> Self {
+        let port = self.default_endpoint.map_or(1883, |a| a.port());
+        self.default_endpoint = Some(SocketAddr::new(ip, port));
+        self
+    }
+
+    /// Listens on the IPv6 loopback too, at the default endpoint's port.
+    pub fn with_ipv6_loopback(mut self) -> Self {
+        let port = self.default_endpoint.map_or(1883, |a| a.port());
+        self.extra.push(Endpoint::Tcp(SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            port,
+        )));
+        self
+    }
+
+    /// No default TCP endpoint (only those added with [`Self::with_endpoint`], or none for an in-process broker).
+    pub fn without_default_endpoint(mut self) -> Self {
+        self.default_endpoint = None;
+        self
+    }
+
+    /// An additional endpoint.
+    pub fn with_endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.extra.push(endpoint);
+        self
+    }
+
+    /// The listen backlog of TCP endpoints.
+    pub fn with_connection_backlog(mut self, backlog: u32) -> Self {
+        self.options.backlog = backlog;
+        self
+    }
+
+    /// All core limits at once.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.options.limits = limits;
+        self
+    }
+
+    /// The largest packet accepted from a client.
+    pub fn with_max_packet_size(mut self, bytes: u32) -> Self {
+        self.options.limits.max_packet_size = bytes;
+        self
+    }
+
+    /// The bound of each session's outbound queue and what a full queue does.
+    pub fn with_max_pending_messages(
+        mut self,
+        per_client: usize,
+        overflow: OverflowPolicy,
+    ) -> Self {
+        self.options.limits.max_pending_messages_per_client = per_client;
+        self.options.limits.pending_overflow = overflow;
+        self
+    }
+
+    /// The most unacknowledged outbound QoS 1/2 messages per client.
+    pub fn with_max_inflight(mut self, max: u16) -> Self {
+        self.options.limits.max_inflight = max.max(1);
+        self
+    }
+
+    /// How long a new connection has to send CONNECT.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.options.limits.connect_timeout = timeout;
+        self
+    }
+
+    /// How often `$SYS` topics are published; `None` turns them off.
+    pub fn with_sys_interval(mut self, interval: Option<Duration>) -> Self {
+        self.options.sys_interval = interval;
+        self
+    }
+
+    /// Whether clients that send no user name may connect (default true).
+    pub fn with_anonymous(mut self, allow: bool) -> Self {
+        self.options.allow_anonymous = allow;
+        self
+    }
+
+    /// The options.
+    pub fn build(mut self) -> ServerOptions {
+        let mut endpoints: Vec<Endpoint> = self
+            .default_endpoint
+            .map(Endpoint::Tcp)
+            .into_iter()
+            .collect();
+        endpoints.append(&mut self.extra);
+        ServerOptions {
+            endpoints,
+            ..self.options
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The client registry: which session each client identifier has, and whether a connection serves it.
+//!
+//! Takeover is race-free: a connection claims a client identifier under the registry lock, and if another
+//! connection holds it, leaves a hand-off request in that connection's control block under the same lock. The old
+//! connection, when it ends for whatever reason, looks for that request under the lock before it stores its session,
+//! so the session goes to exactly one place.
+
+use crate::session::{PendingWill, SessionState};
+use corvid_protocol::{ByteString, ReasonCode};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+/// Why a connection is asked to end.
+pub(crate) enum Handoff {
+    /// Another connection with the same client identifier wants the session.
+    TakeOver(oneshot::Sender<SessionState>),
+    /// The process disconnects the client with this reason.
+    Kick(ReasonCode),
+}
+
+/// How the registry reaches a running connection.
+#[derive(Default)]
+pub(crate) struct ConnControl {
+    pub(crate) cancel: CancellationToken,
+    handoff: Mutex<Option<Handoff>>,
+}
+
+impl ConnControl {
+    /// The hand-off request left for this connection, if any. Only called under the registry lock.
+    fn take_handoff(&self) -> Option<Handoff> {
+        self.handoff.lock().take()
+    }
+
+    /// The kick reason, if the process asked this connection to end (it keeps any takeover request in place).
+    pub(crate) fn kick_reason(&self) -> Option<ReasonCode> {
+        match &*self.handoff.lock() {
+            Some(Handoff::Kick(reason)) => Some(*reason),
+            _ => None,
+        }
+    }
+
+    /// Whether another connection is taking the session over.
+    pub(crate) fn is_taken_over(&self) -> bool {
+        matches!(&*self.handoff.lock(), Some(Handoff::TakeOver(_)))
+    }
+}
+
+/// A registry entry.
+pub(crate) enum Entry {
+    /// A connection serves the session.
+    Online {
+        generation: u64,
+        control: Arc<ConnControl>,
+    },
+    /// The client is away; the session waits for it until it expires.
+    Offline {
+        state: SessionState,
+        expires_at: Option<Instant>,
+        will: Option<PendingWill>,
+    },
+}
+
+/// What a connection found when it claimed its client identifier.
+pub(crate) enum Previous {
+    /// No session.
+    None,
+    /// A session with nobody connected, and its pending will (which the new connection cancels).
+    Offline(SessionState, Option<PendingWill>),
+    /// A connection serves the session: it will hand it over through this receiver.
+    Online(oneshot::Receiver<SessionState>),
+}
+
+/// Where an ending connection's session went.
+pub(crate) enum Released {
+    /// Handed to the connection that took it over, or stored offline.
+    Kept,
+    /// The session ended; the caller removes its subscriptions.
+    Ended(SessionState),
+}
+
+/// Every client identifier with a session.
+#[derive(Default)]
+pub(crate) struct Registry {
+    entries: Mutex<HashMap<ByteString, Entry>>,
+}
+
+/// What the registry sweep found due.
+#[derive(Default)]
+pub(crate) struct Swept {
+    pub(crate) expired: Vec<SessionState>,
+    pub(crate) wills: Vec<PendingWill>,
+}
+
+impl Registry {
+    /// Makes the calling connection the owner of `client_id` and says what it found.
+    pub(crate) fn claim(
+        &self,
+        client_id: &ByteString,
+        generation: u64,
+        control: Arc<ConnControl>,
+    ) -> Previous {
+        let mut entries = self.entries.lock();
+        let new = Entry::Online {
+            generation,
+            control,
+        };
+        match entries.insert(client_id.clone(), new) {
+            None => Previous::None,
+            Some(Entry::Offline { state, will, .. }) => Previous::Offline(state, will),
+            Some(Entry::Online { control: old, .. }) => {
+                let (tx, rx) = oneshot::channel();
+                *old.handoff.lock() = Some(Handoff::TakeOver(tx));
+                old.cancel.cancel();
+                Previous::Online(rx)
+            }
+        }
+    }
+
+    /// Called by a connection that ends: hands its session to a connection taking it over, stores it offline
+    /// (`persist`), or ends it.
+    pub(crate) fn release(
+        &self,
+        client_id: &ByteString,
+        generation: u64,
+        control: &ConnControl,
+        state: SessionState,
+        persist: Option<(Option<Instant>, Option<PendingWill>)>,
+    ) -> Released {
+        let mut entries = self.entries.lock();
+        if let Some(Handoff::TakeOver(tx)) = control.take_handoff() {
+            return match tx.send(state) {
+                Ok(()) => Released::Kept,
+                Err(state) => Released::Ended(state),
+            };
+        }
+        let ours = matches!(entries.get(client_id), Some(Entry::Online { generation: g, .. }) if *g == generation);
+        if !ours {
+            return Released::Ended(state);
+        }
+        match persist {
+            Some((expires_at, will)) => {
+                entries.insert(
+                    client_id.clone(),
+                    Entry::Offline {
+                        state,
+                        expires_at,
+                        will,
+                    },
+                );
+                Released::Kept
+            }
+            None => {
+                entries.remove(client_id);
+                Released::Ended(state)
+            }
+        }
+    }
+
+    /// Removes the sessions that expired at `now`, returning them for cleanup, and takes the wills that are due.
+    pub(crate) fn sweep(&self, now: Instant) -> Swept {
+        let mut swept = Swept::default();
+        let mut entries = self.entries.lock();
+        let expired: Vec<ByteString> = entries
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Offline { expires_at: Some(t), .. } if *t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            if let Some(Entry::Offline { state, will, .. }) = entries.remove(&key) {
+                swept.expired.push(state);
+                swept.wills.extend(will);
+            }
+        }
+        for entry in entries.values_mut() {
+            if let Entry::Offline { will, .. } = entry
+                && will.as_ref().is_some_and(|w| w.due <= now)
+            {
+                swept.wills.extend(will.take());
+            }
+        }
+        swept
+    }
+
+    /// Asks the connection of `client_id` to end with `reason`. Returns whether one was connected.
+    pub(crate) fn kick(&self, client_id: &str, reason: ReasonCode) -> bool {
+        let entries = self.entries.lock();
+        match entries.get(client_id) {
+            Some(Entry::Online { control, .. }) => {
+                let mut slot = control.handoff.lock();
+                if slot.is_none() {
+                    *slot = Some(Handoff::Kick(reason));
+                }
+                control.cancel.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// How many sessions exist, and how many of them have a connected client.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let entries = self.entries.lock();
+        let online = entries
+            .values()
+            .filter(|e| matches!(e, Entry::Online { .. }))
+            .count();
+        (entries.len(), online)
+    }
+}

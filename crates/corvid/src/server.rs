@@ -1,0 +1,179 @@
+//! The running server: listeners, accept loops, background tasks, in-process publishing and shutdown.
+
+use crate::broker::Broker;
+use crate::connection;
+use crate::message::Message;
+use crate::options::{Endpoint, ServerOptions};
+use crate::stats::StatsSnapshot;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket};
+
+/// A running MQTT broker.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// let server = corvid::Server::start(corvid::ServerOptions::default()).await?;
+/// // ... serve until it is time to stop:
+/// server.stop().await;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Server {
+    broker: Arc<Broker>,
+    local_addrs: Vec<SocketAddr>,
+}
+
+impl Server {
+    /// Binds every endpoint and starts serving. Fails if an endpoint cannot be bound.
+    pub async fn start(options: ServerOptions) -> io::Result<Self> {
+        let mut listeners = Vec::new();
+        for endpoint in &options.endpoints {
+            match endpoint {
+                Endpoint::Tcp(addr) => listeners.push(bind(*addr, options.backlog)?),
+            }
+        }
+        let broker = Arc::new(Broker::new(options));
+        let mut local_addrs = Vec::new();
+        for listener in listeners {
+            local_addrs.push(listener.local_addr()?);
+            broker.tasks.spawn(accept_loop(broker.clone(), listener));
+        }
+        broker.tasks.spawn(sweep_loop(broker.clone()));
+        if let Some(interval) = broker.options.sys_interval {
+            broker
+                .tasks
+                .spawn(crate::sys::publish_loop(broker.clone(), interval));
+        }
+        Ok(Self {
+            broker,
+            local_addrs,
+        })
+    }
+
+    /// The addresses the endpoints are bound to (useful with port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Publishes a message from the process itself, with no network connection. Returns how many sessions it was
+    /// queued for.
+    pub fn publish(&self, mut message: Message) -> usize {
+        message.publisher = None;
+        message.stamp_expiry(Instant::now());
+        self.broker.publish(message, None)
+    }
+
+    /// The retained message of `topic`, if there is one.
+    pub fn retained_message(&self, topic: &str) -> Option<Message> {
+        self.broker.retained.get(topic).map(|m| (*m).clone())
+    }
+
+    /// Every retained message.
+    pub fn retained_messages(&self) -> Vec<Message> {
+        self.broker
+            .retained
+            .all()
+            .into_iter()
+            .map(|m| (*m).clone())
+            .collect()
+    }
+
+    /// Disconnects the client with this identifier; MQTT 5 clients get DISCONNECT with `reason`. Returns whether
+    /// the client was connected.
+    pub fn disconnect_client(&self, client_id: &str, reason: crate::ReasonCode) -> bool {
+        self.broker.registry.kick(client_id, reason)
+    }
+
+    /// The broker's counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.broker.stats.snapshot()
+    }
+
+    /// Serves one client over an already-established byte stream (a custom transport). The future ends when the
+    /// connection does.
+    pub async fn serve_connection<S>(&self, stream: S, remote: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let broker = self.broker.clone();
+        if broker.shutdown.is_cancelled() {
+            return;
+        }
+        let task = broker
+            .tasks
+            .spawn(connection::serve(broker.clone(), stream, remote));
+        let _ = task.await;
+    }
+
+    /// Stops: closes the listeners, sends MQTT 5 clients DISCONNECT 0x8B (server shutting down), and waits for
+    /// every connection task to end (at most a few seconds).
+    pub async fn stop(self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&self) {
+        self.broker.shutdown.cancel();
+        self.broker.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.broker.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open five seconds after stop");
+        }
+    }
+}
+
+impl Drop for Server {
+    /// Cancels every task of the server; [`Server::stop`] also waits for them.
+    fn drop(&mut self) {
+        self.broker.shutdown.cancel();
+    }
+}
+
+fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket
+        .bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
+    socket.listen(backlog)
+}
+
+async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
+    loop {
+        tokio::select! {
+            () = broker.shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    broker.tasks.spawn(connection::serve(broker.clone(), stream, remote));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn sweep_loop(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = broker.shutdown.cancelled() => return,
+            _ = tick.tick() => broker.sweep(Instant::now()),
+        }
+    }
+}

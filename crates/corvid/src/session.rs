@@ -1,0 +1,190 @@
+//! Session state: the part shared with publishers (identity and outbound queue) and the part owned by whichever
+//! task serves the session (subscriptions, packet identifiers, inflight messages).
+
+use crate::message::Delivery;
+use crate::options::OverflowPolicy;
+use corvid_protocol::{ByteString, PacketId, SubscriptionOptions, TopicFilter, Will};
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::sync::Notify;
+
+/// The part of a session that publishers reach: its identity and its bounded outbound queue.
+pub(crate) struct SessionShared {
+    /// Unique for the broker's lifetime; distinguishes a session from a later one with the same client id.
+    pub(crate) id: u64,
+    outbox: Mutex<Outbox>,
+    /// Woken when the queue goes from empty to non-empty.
+    pub(crate) notify: Notify,
+    online: AtomicBool,
+    /// Messages dropped by the overflow policy.
+    pub(crate) dropped: AtomicU64,
+}
+
+struct Outbox {
+    queue: VecDeque<Delivery>,
+    limit: usize,
+    policy: OverflowPolicy,
+}
+
+/// What happened to a delivery offered to a session's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enqueued {
+    /// Queued.
+    Queued,
+    /// Queued, and the oldest queued message was dropped to make room.
+    DroppedOldest,
+    /// Not queued: the queue is full and the policy drops new messages.
+    DroppedNew,
+}
+
+impl SessionShared {
+    pub(crate) fn new(id: u64, limit: usize, policy: OverflowPolicy) -> Self {
+        Self {
+            id,
+            outbox: Mutex::new(Outbox {
+                queue: VecDeque::new(),
+                limit,
+                policy,
+            }),
+            notify: Notify::new(),
+            online: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_online(&self, online: bool) {
+        self.online.store(online, Ordering::Relaxed);
+    }
+
+    /// Offers a delivery to the queue, applying the overflow policy, and wakes the serving task.
+    pub(crate) fn enqueue(&self, delivery: Delivery) -> Enqueued {
+        let (result, was_empty) = {
+            let mut outbox = self.outbox.lock();
+            let was_empty = outbox.queue.is_empty();
+            let result = if outbox.queue.len() < outbox.limit {
+                outbox.queue.push_back(delivery);
+                Enqueued::Queued
+            } else {
+                match outbox.policy {
+                    OverflowPolicy::DropNewest => Enqueued::DroppedNew,
+                    OverflowPolicy::DropOldest => {
+                        outbox.queue.pop_front();
+                        outbox.queue.push_back(delivery);
+                        Enqueued::DroppedOldest
+                    }
+                }
+            };
+            (result, was_empty)
+        };
+        if result != Enqueued::Queued {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if was_empty {
+            self.notify.notify_one();
+        }
+        result
+    }
+
+    /// Moves up to `max` queued deliveries into `out`, oldest first; `max_qos_positive` bounds how many of them may
+    /// be QoS 1 or 2 (the send quota). Stops at the first QoS 1/2 delivery beyond the quota, keeping order.
+    pub(crate) fn take_batch(&self, out: &mut Vec<Delivery>, max: usize, mut quota: usize) {
+        let mut outbox = self.outbox.lock();
+        while out.len() < max {
+            let Some(front) = outbox.queue.front() else {
+                break;
+            };
+            if front.qos != corvid_protocol::QoS::AtMostOnce {
+                if quota == 0 {
+                    break;
+                }
+                quota -= 1;
+            }
+            if let Some(d) = outbox.queue.pop_front() {
+                out.push(d);
+            }
+        }
+    }
+
+    /// Puts deliveries back at the front of the queue, in order (used when a connection ends mid-batch).
+    pub(crate) fn requeue_front(&self, deliveries: impl DoubleEndedIterator<Item = Delivery>) {
+        let mut outbox = self.outbox.lock();
+        for d in deliveries.rev() {
+            outbox.queue.push_front(d);
+        }
+    }
+
+    /// Drops every queued delivery.
+    pub(crate) fn clear(&self) {
+        self.outbox.lock().queue.clear();
+    }
+}
+
+/// Where an outbound QoS 1/2 message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutboundState {
+    /// PUBLISH sent (QoS 1 or 2), waiting for PUBACK or PUBREC.
+    AwaitingAck,
+    /// PUBREL sent (QoS 2), waiting for PUBCOMP.
+    AwaitingComp,
+}
+
+/// An outbound QoS 1/2 message not yet acknowledged.
+pub(crate) struct Inflight {
+    pub(crate) packet_id: PacketId,
+    pub(crate) delivery: Delivery,
+    pub(crate) state: OutboundState,
+}
+
+/// The state a session keeps across connections; owned by the serving connection task, or by the registry while
+/// the client is away.
+pub(crate) struct SessionState {
+    pub(crate) shared: Arc<SessionShared>,
+    pub(crate) subscriptions: HashMap<TopicFilter, SubscriptionOptions>,
+    /// Outbound QoS 1/2 messages in the order they were sent.
+    pub(crate) inflight: VecDeque<Inflight>,
+    next_packet_id: u16,
+    /// Inbound QoS 2 packet identifiers received and not yet released by PUBREL.
+    pub(crate) incoming_qos2: HashSet<u16>,
+    /// Seconds the session outlives its connection; `u32::MAX` never expires.
+    pub(crate) expiry_interval: u32,
+}
+
+impl SessionState {
+    pub(crate) fn new(shared: Arc<SessionShared>, expiry_interval: u32) -> Self {
+        Self {
+            shared,
+            subscriptions: HashMap::new(),
+            inflight: VecDeque::new(),
+            next_packet_id: 1,
+            incoming_qos2: HashSet::new(),
+            expiry_interval,
+        }
+    }
+
+    /// A packet identifier not used by any inflight message.
+    pub(crate) fn allocate_packet_id(&mut self) -> PacketId {
+        loop {
+            let raw = self.next_packet_id;
+            self.next_packet_id = raw.checked_add(1).unwrap_or(1);
+            if let Some(id) = PacketId::new(raw)
+                && !self.inflight.iter().any(|i| i.packet_id == id)
+            {
+                return id;
+            }
+        }
+    }
+}
+
+/// A will waiting for its delay, or for its session to end.
+pub(crate) struct PendingWill {
+    pub(crate) will: Will,
+    pub(crate) publisher: ByteString,
+    pub(crate) due: Instant,
+}

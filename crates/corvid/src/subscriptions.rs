@@ -1,0 +1,205 @@
+//! The subscription index: a tree of topic levels, with shared-subscription groups.
+//!
+//! Read-mostly: matching takes the read lock of [`Subscriptions`], a synchronous lock that is never held across an
+//! `.await`, and writes matches into a caller-supplied buffer so a publish allocates nothing here.
+
+use crate::session::SessionShared;
+use corvid_protocol::{SubscriptionOptions, TopicFilter};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A subscriber as the index holds it.
+#[derive(Clone)]
+pub(crate) struct Subscriber {
+    pub(crate) session: Arc<SessionShared>,
+    pub(crate) options: SubscriptionOptions,
+    pub(crate) subscription_id: Option<u32>,
+}
+
+/// One match of a topic: a session and the subscription that matched.
+#[derive(Clone)]
+pub(crate) struct Match {
+    pub(crate) session: Arc<SessionShared>,
+    pub(crate) options: SubscriptionOptions,
+    pub(crate) subscription_id: Option<u32>,
+    pub(crate) shared: bool,
+}
+
+#[derive(Default)]
+struct SharedGroup {
+    members: Vec<Subscriber>,
+    next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Node {
+    children: HashMap<Box<str>, Node>,
+    subscribers: Vec<Subscriber>,
+    groups: HashMap<Box<str>, SharedGroup>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.subscribers.is_empty() && self.groups.is_empty()
+    }
+}
+
+/// The subscription index of the whole broker.
+#[derive(Default)]
+pub(crate) struct Subscriptions {
+    root: RwLock<Node>,
+    count: AtomicUsize,
+}
+
+impl Subscriptions {
+    /// Adds or replaces the subscription of `subscriber.session` to `filter`. Returns whether it already existed.
+    pub(crate) fn subscribe(&self, filter: &TopicFilter, subscriber: Subscriber) -> bool {
+        let (group, inner) = split(filter);
+        let mut root = self.root.write();
+        let mut node = &mut *root;
+        for level in inner.split('/') {
+            node = node.children.entry(level.into()).or_default();
+        }
+        let list = match group {
+            Some(g) => &mut node.groups.entry(g.into()).or_default().members,
+            None => &mut node.subscribers,
+        };
+        let id = subscriber.session.id;
+        if let Some(existing) = list.iter_mut().find(|s| s.session.id == id) {
+            *existing = subscriber;
+            true
+        } else {
+            list.push(subscriber);
+            self.count.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    /// Removes the subscription of session `session_id` to `filter`. Returns whether it existed.
+    pub(crate) fn unsubscribe(&self, filter: &TopicFilter, session_id: u64) -> bool {
+        let (group, inner) = split(filter);
+        let levels: Vec<&str> = inner.split('/').collect();
+        let mut root = self.root.write();
+        let removed = remove(&mut root, &levels, group, session_id);
+        if removed {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// How many subscriptions the index holds.
+    pub(crate) fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Appends to `out` every subscription matching `topic`: all ordinary ones, and one member per shared group.
+    pub(crate) fn matches(&self, topic: &str, out: &mut Vec<Match>) {
+        let root = self.root.read();
+        let dollar = topic.starts_with('$');
+        let levels = topic.split('/');
+        collect(&root, levels, dollar, out);
+    }
+}
+
+fn split(filter: &TopicFilter) -> (Option<&str>, &str) {
+    match filter.shared() {
+        Some(s) => (Some(s.group), s.filter),
+        None => (None, filter.as_str()),
+    }
+}
+
+fn remove(node: &mut Node, levels: &[&str], group: Option<&str>, session_id: u64) -> bool {
+    let Some((first, rest)) = levels.split_first() else {
+        let removed = match group {
+            Some(g) => {
+                let Some(grp) = node.groups.get_mut(g) else {
+                    return false;
+                };
+                let before = grp.members.len();
+                grp.members.retain(|s| s.session.id != session_id);
+                let removed = grp.members.len() != before;
+                if grp.members.is_empty() {
+                    node.groups.remove(g);
+                }
+                removed
+            }
+            None => {
+                let before = node.subscribers.len();
+                node.subscribers.retain(|s| s.session.id != session_id);
+                node.subscribers.len() != before
+            }
+        };
+        return removed;
+    };
+    let Some(child) = node.children.get_mut(*first) else {
+        return false;
+    };
+    let removed = remove(child, rest, group, session_id);
+    if child.is_empty() {
+        node.children.remove(*first);
+    }
+    removed
+}
+
+fn emit(node: &Node, out: &mut Vec<Match>) {
+    for s in &node.subscribers {
+        out.push(Match {
+            session: s.session.clone(),
+            options: s.options,
+            subscription_id: s.subscription_id,
+            shared: false,
+        });
+    }
+    for group in node.groups.values() {
+        if let Some(s) = pick(group) {
+            out.push(Match {
+                session: s.session.clone(),
+                options: s.options,
+                subscription_id: s.subscription_id,
+                shared: true,
+            });
+        }
+    }
+}
+
+/// Round robin over the group, preferring members whose client is connected.
+fn pick(group: &SharedGroup) -> Option<&Subscriber> {
+    let n = group.members.len();
+    if n == 0 {
+        return None;
+    }
+    let start = group.next.fetch_add(1, Ordering::Relaxed);
+    (0..n)
+        .map(|i| &group.members[(start + i) % n])
+        .find(|s| s.session.is_online())
+        .or_else(|| group.members.get(start % n))
+}
+
+fn collect<'a>(
+    node: &Node,
+    mut levels: impl Iterator<Item = &'a str> + Clone,
+    dollar_first: bool,
+    out: &mut Vec<Match>,
+) {
+    let Some(level) = levels.next() else {
+        emit(node, out);
+        // "a/#" also matches "a".
+        if let Some(hash) = node.children.get("#") {
+            emit(hash, out);
+        }
+        return;
+    };
+    if !dollar_first {
+        if let Some(hash) = node.children.get("#") {
+            emit(hash, out);
+        }
+        if let Some(plus) = node.children.get("+") {
+            collect(plus, levels.clone(), false, out);
+        }
+    }
+    if let Some(child) = node.children.get(level) {
+        collect(child, levels, false, out);
+    }
+}
