@@ -70,10 +70,7 @@ pub(crate) enum Overflow {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
     #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: {message}")]
@@ -83,41 +80,30 @@ pub(crate) enum ConfigError {
 impl Config {
     /// Reads and checks a configuration file.
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
 
     pub(crate) fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: describe(&e, text),
-        })?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: describe(&e, text) })?;
         config.check(path)?;
         Ok(config)
     }
 
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |message: &str| ConfigError::Invalid {
-            path: path.to_owned(),
-            message: message.to_owned(),
-        };
+        let invalid = |message: &str| ConfigError::Invalid { path: path.to_owned(), message: message.to_owned() };
         if self.limits.max_inflight == Some(0) {
             return Err(invalid("[limits] max_inflight: must be at least 1"));
         }
         if self.limits.max_pending_messages_per_client == Some(0) {
-            return Err(invalid(
-                "[limits] max_pending_messages_per_client: must be at least 1",
-            ));
+            return Err(invalid("[limits] max_pending_messages_per_client: must be at least 1"));
         }
         if let Some(size) = self.limits.max_packet_size
             && size < 64
         {
-            return Err(invalid(
-                "[limits] max_packet_size: must be at least 64 bytes",
-            ));
+            return Err(invalid("[limits] max_packet_size: must be at least 64 bytes"));
         }
         Ok(())
     }
@@ -183,14 +169,10 @@ connect_timeout_secs = 10
     #[test]
     fn wrong_type_and_bad_address() {
         let err = parse("sys_interval = \"ten\"\n").unwrap_err();
-        assert!(
-            err.contains("line 1") && err.contains("sys_interval"),
-            "{err}"
-        );
+        assert!(err.contains("line 1") && err.contains("sys_interval"), "{err}");
         let err = parse("[[listener]]\ntype = \"tcp\"\nbind = \"localhost:99999\"\n").unwrap_err();
         assert!(err.contains("line 3") && err.contains("bind"), "{err}");
-        let err =
-            parse("[[listener]]\ntype = \"carrier-pigeon\"\nbind = \"127.0.0.1:1\"\n").unwrap_err();
+        let err = parse("[[listener]]\ntype = \"carrier-pigeon\"\nbind = \"127.0.0.1:1\"\n").unwrap_err();
         assert!(err.contains("line 2"), "{err}");
     }
 

@@ -75,10 +75,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -116,9 +113,7 @@ fn options(args: &Args, config: Option<&Config>) -> ServerOptions {
         ];
     }
     if defaults {
-        tracing::info!(
-            "listening on loopback only; use --bind 0.0.0.0:1883 or a config file to listen elsewhere"
-        );
+        tracing::info!("listening on loopback only; use --bind 0.0.0.0:1883 or a config file to listen elsewhere");
     }
     let mut builder = ServerOptions::builder().without_default_endpoint();
     for endpoint in endpoints {
@@ -170,13 +165,9 @@ fn options(args: &Args, config: Option<&Config>) -> ServerOptions {
 
 async fn run(args: Args, config: Option<Config>) -> anyhow::Result<()> {
     let options = options(&args, config.as_ref());
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or_else(|| config.as_ref().and_then(|c| c.data_dir.clone()));
+    let data_dir = args.data_dir.clone().or_else(|| config.as_ref().and_then(|c| c.data_dir.clone()));
     if let Some(dir) = &data_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
     }
     let server = Server::start(options).await.context("cannot start")?;
     for addr in server.local_addrs() {

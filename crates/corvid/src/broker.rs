@@ -1,5 +1,8 @@
 //! The broker's shared state and the publish path: retained messages, matching, and queueing to sessions.
 
+use crate::events::{DropReason, Event};
+use crate::hooks::{DeliveryContext, PublishContext, PublishDecision};
+use crate::items::SessionItems;
 use crate::message::{Delivery, Message};
 use crate::options::ServerOptions;
 use crate::registry::Registry;
@@ -7,7 +10,7 @@ use crate::retained::Retained;
 use crate::session::{Enqueued, PendingWill, SessionState};
 use crate::stats::{Stats, add};
 use crate::subscriptions::{Match, Subscriptions};
-use corvid_protocol::{PublishProperties, QoS, Will};
+use corvid_protocol::{ByteString, PublishProperties, QoS, Will};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +30,7 @@ pub(crate) struct Broker {
     /// Owns every connection task, so stop can wait for them.
     pub(crate) tasks: TaskTracker,
     pub(crate) started: Instant,
+    pub(crate) events: tokio::sync::broadcast::Sender<Event>,
     next_id: AtomicU64,
 }
 
@@ -38,6 +42,7 @@ thread_local! {
 impl Broker {
     pub(crate) fn new(options: ServerOptions) -> Self {
         Self {
+            events: tokio::sync::broadcast::channel(options.event_capacity.max(1)).0,
             options,
             subscriptions: Subscriptions::default(),
             retained: Retained::default(),
@@ -55,14 +60,66 @@ impl Broker {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Publishes `message`: updates the retained store, then queues it for every matching session. `origin` is the
-    /// publishing session, for No Local. Returns how many sessions it was queued for.
+    /// Sends an event to observers, building it only if somebody listens.
+    pub(crate) fn emit(&self, event: impl FnOnce() -> Event) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(event());
+        }
+    }
+
+    /// Runs the publish interceptor, if any, on a message from `client_id` (or the process).
+    pub(crate) async fn intercept(
+        &self,
+        client_id: Option<&ByteString>,
+        items: &SessionItems,
+        message: Message,
+    ) -> (Message, PublishDecision) {
+        let Some(hook) = &self.options.hooks.publish_interceptor else {
+            return (message, PublishDecision::Accept);
+        };
+        let ctx = PublishContext {
+            client_id: client_id.cloned(),
+            message,
+            session_items: items.clone(),
+            decision: PublishDecision::Accept,
+        };
+        let ctx = hook.run(ctx).await;
+        (ctx.message, ctx.decision)
+    }
+
+    /// Intercepts, then publishes. Returns the decision and how many sessions the message was queued for.
+    pub(crate) async fn intercept_and_publish(
+        &self,
+        client_id: Option<&ByteString>,
+        items: &SessionItems,
+        message: Message,
+        origin: Option<u64>,
+    ) -> (PublishDecision, usize) {
+        let (message, decision) = self.intercept(client_id, items, message).await;
+        match decision {
+            PublishDecision::Accept => (decision, self.publish(message, origin)),
+            _ => (decision, 0),
+        }
+    }
+
+    /// Publishes `message` as it is: updates the retained store, then queues it for every matching session.
+    /// `origin` is the publishing session, for No Local. Returns how many sessions it was queued for.
     pub(crate) fn publish(&self, message: Message, origin: Option<u64>) -> usize {
         let message = Arc::new(message);
+        self.emit(|| Event::MessageReceived { client_id: message.publisher.clone(), message: message.clone() });
         if message.retain && self.options.limits.retain_available {
+            let deleted = message.payload.is_empty();
             self.retained.set(message.clone());
+            self.emit(|| Event::RetainedMessageChanged {
+                topic: message.topic.clone(),
+                message: (!deleted).then(|| message.clone()),
+            });
         }
-        self.route(&message, origin)
+        let delivered = self.route(&message, origin);
+        if delivered == 0 {
+            self.emit(|| Event::MessageNotConsumed { client_id: message.publisher.clone(), message: message.clone() });
+        }
+        delivered
     }
 
     fn route(&self, message: &Arc<Message>, origin: Option<u64>) -> usize {
@@ -78,12 +135,7 @@ impl Broker {
         })
     }
 
-    fn route_into(
-        &self,
-        message: &Arc<Message>,
-        origin: Option<u64>,
-        matches: &mut Vec<Match>,
-    ) -> usize {
+    fn route_into(&self, message: &Arc<Message>, origin: Option<u64>, matches: &mut Vec<Match>) -> usize {
         self.subscriptions.matches(&message.topic, matches);
         if let Some(origin) = origin {
             matches.retain(|m| !(m.options.no_local && m.session.id == origin));
@@ -97,33 +149,33 @@ impl Broker {
             let first = &matches[i];
             let mut end = i + 1;
             if !first.shared {
-                while end < matches.len()
-                    && !matches[end].shared
-                    && matches[end].session.id == first.session.id
-                {
+                while end < matches.len() && !matches[end].shared && matches[end].session.id == first.session.id {
                     end += 1;
                 }
             }
             let group = &matches[i..end];
-            let granted = group
-                .iter()
-                .map(|m| m.options.qos)
-                .max()
-                .unwrap_or(QoS::AtMostOnce);
+            let granted = group.iter().map(|m| m.options.qos).max().unwrap_or(QoS::AtMostOnce);
             let qos = message.qos.min(granted);
             let retain = message.retain && group.iter().any(|m| m.options.retain_as_published);
             let subscription_ids = group.iter().filter_map(|m| m.subscription_id).collect();
             let session = &first.session;
             // An offline persistent session keeps QoS 1 and 2 messages only.
-            if qos != QoS::AtMostOnce || session.is_online() {
-                let delivery = Delivery {
-                    message: message.clone(),
-                    qos,
-                    retain,
-                    subscription_ids,
-                };
+            let wanted = qos != QoS::AtMostOnce || session.is_online();
+            let allowed = || match &self.options.hooks.delivery_filter {
+                Some(filter) => {
+                    filter(&DeliveryContext { client_id: &session.client_id, session_items: &session.items, message })
+                }
+                None => true,
+            };
+            if wanted && allowed() {
+                let delivery = Delivery { message: message.clone(), qos, retain, subscription_ids };
                 if session.enqueue(delivery) != Enqueued::Queued {
                     add(&self.stats.publish_dropped, 1);
+                    self.emit(|| Event::MessageDropped {
+                        client_id: session.client_id.clone(),
+                        message: message.clone(),
+                        reason: DropReason::QueueFull,
+                    });
                 }
                 delivered += 1;
             }
@@ -138,25 +190,24 @@ impl Broker {
             self.subscriptions.unsubscribe(filter, state.shared.id);
         }
         state.shared.clear();
+        self.emit(|| Event::SessionDeleted { client_id: state.shared.client_id.clone() });
     }
 
-    /// Publishes a will message.
-    pub(crate) fn publish_will(&self, pending: PendingWill) {
-        let PendingWill {
-            will, publisher, ..
-        } = pending;
-        self.publish(will_message(will, publisher), None);
+    /// Publishes a will message, through the publish interceptor.
+    pub(crate) async fn publish_will(&self, will: Will, publisher: ByteString, items: &SessionItems) {
+        let message = will_message(will, publisher.clone());
+        self.intercept_and_publish(Some(&publisher), items, message, None).await;
     }
 
     /// Removes expired sessions and publishes wills that are due.
-    pub(crate) fn sweep(&self, now: Instant) {
+    pub(crate) async fn sweep(&self, now: Instant) {
         let swept = self.registry.sweep(now);
         add(&self.stats.clients_expired, swept.expired.len() as u64);
         for state in swept.expired {
             self.end_session(state);
         }
-        for will in swept.wills {
-            self.publish_will(will);
+        for PendingWill { will, publisher, items, .. } in swept.wills {
+            self.publish_will(will, publisher, &items).await;
         }
     }
 }

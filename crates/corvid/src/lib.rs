@@ -6,7 +6,7 @@
 //!
 //! let options = ServerOptions::builder().with_default_endpoint_port(1883).build();
 //! let server = Server::start(options).await?;
-//! server.publish(Message::new(TopicName::new("greetings").unwrap(), "hello", QoS::AtLeastOnce, true));
+//! server.publish(Message::new(TopicName::new("greetings").unwrap(), "hello", QoS::AtLeastOnce, true)).await;
 //! server.stop().await;
 //! # Ok(())
 //! # }
@@ -14,6 +14,9 @@
 //!
 //! # Layout
 //! - [`options`]: [`ServerOptions`] and its builder, [`Limits`].
+//! - [`hooks`]: connection validator, publish, subscription and unsubscription interceptors, delivery filter.
+//! - [`events`]: [`Event`]s for observers.
+//! - `items`: [`SessionItems`], per-session data for hooks.
 //! - `server`: [`Server`]: listeners, accept loops, in-process publish, stop.
 //! - `connection`: the per-connection task: CONNECT, the packet handlers, the outbound queue drain.
 //! - `broker`: shared state and the publish path (retained, match, queue).
@@ -26,6 +29,9 @@
 
 mod broker;
 mod connection;
+pub mod events;
+pub mod hooks;
+mod items;
 mod message;
 pub mod options;
 mod registry;
@@ -38,6 +44,12 @@ mod sys;
 
 pub use corvid_protocol as protocol;
 pub use corvid_protocol::{ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
+pub use events::{DisconnectKind, DropReason, Event};
+pub use hooks::{
+    ConnectContext, ConnectReturnCode, DeliveryContext, PublishContext, PublishDecision, SubscriptionContext,
+    SubscriptionDecision, UnsubscriptionContext,
+};
+pub use items::SessionItems;
 pub use message::Message;
 pub use options::{Endpoint, Limits, OverflowPolicy, ServerOptions, ServerOptionsBuilder};
 pub use server::Server;

@@ -42,10 +42,7 @@ impl Message {
 
     /// Sets `expires_at` from the Message Expiry Interval property, counted from `now`.
     pub(crate) fn stamp_expiry(&mut self, now: Instant) {
-        self.expires_at = self
-            .properties
-            .message_expiry_interval
-            .map(|s| now + Duration::from_secs(u64::from(s)));
+        self.expires_at = self.properties.message_expiry_interval.map(|s| now + Duration::from_secs(u64::from(s)));
     }
 
     /// Whether the message has expired at `now`.

@@ -1,6 +1,12 @@
 //! Server options and their builder.
 
+use crate::events::{Event, EventHandler};
+use crate::hooks::{
+    ConnectContext, DeliveryContext, Hook, Hooks, PublishContext, SubscriptionContext, UnsubscriptionContext,
+};
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a full per-session queue does with one more message.
@@ -65,7 +71,7 @@ pub enum Endpoint {
 }
 
 /// Everything [`crate::Server::start`] needs. Build one with [`ServerOptions::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ServerOptions {
     /// The endpoints to listen on; empty for an in-process broker with no network listener.
@@ -78,20 +84,39 @@ pub struct ServerOptions {
     pub sys_interval: Option<Duration>,
     /// Whether clients that send no user name may connect.
     pub allow_anonymous: bool,
+    /// How many events the event channel holds for a receiver that falls behind.
+    pub event_capacity: usize,
+    pub(crate) hooks: Hooks,
+    pub(crate) event_handlers: Vec<EventHandler>,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("endpoints", &self.endpoints)
+            .field("backlog", &self.backlog)
+            .field("limits", &self.limits)
+            .field("sys_interval", &self.sys_interval)
+            .field("allow_anonymous", &self.allow_anonymous)
+            .field("event_capacity", &self.event_capacity)
+            .field("hooks", &self.hooks)
+            .field("event_handlers", &self.event_handlers.len())
+            .finish()
+    }
 }
 
 impl Default for ServerOptions {
     /// TCP on port 1883 of every IPv4 address, as MQTTnet's default options do.
     fn default() -> Self {
         Self {
-            endpoints: vec![Endpoint::Tcp(SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                1883,
-            ))],
+            endpoints: vec![Endpoint::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 1883))],
             backlog: 1024,
             limits: Limits::default(),
             sys_interval: Some(Duration::from_secs(10)),
             allow_anonymous: true,
+            event_capacity: 4096,
+            hooks: Hooks::default(),
+            event_handlers: Vec::new(),
         }
     }
 }
@@ -122,10 +147,7 @@ impl Default for ServerOptionsBuilder {
         Self {
             default_endpoint: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 1883)),
             extra: Vec::new(),
-            options: ServerOptions {
-                endpoints: Vec::new(),
-                ..ServerOptions::default()
-            },
+            options: ServerOptions { endpoints: Vec::new(), ..ServerOptions::default() },
         }
     }
 }
@@ -133,9 +155,7 @@ impl Default for ServerOptionsBuilder {
 impl ServerOptionsBuilder {
     /// The port of the default TCP endpoint (1883 unless set).
     pub fn with_default_endpoint_port(mut self, port: u16) -> Self {
-        let ip = self
-            .default_endpoint
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let ip = self.default_endpoint.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
         self.default_endpoint = Some(SocketAddr::new(ip, port));
         self
     }
@@ -150,10 +170,7 @@ impl ServerOptionsBuilder {
     /// Listens on the IPv6 loopback too, at the default endpoint's port.
     pub fn with_ipv6_loopback(mut self) -> Self {
         let port = self.default_endpoint.map_or(1883, |a| a.port());
-        self.extra.push(Endpoint::Tcp(SocketAddr::new(
-            IpAddr::V6(Ipv6Addr::LOCALHOST),
-            port,
-        )));
+        self.extra.push(Endpoint::Tcp(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)));
         self
     }
 
@@ -188,11 +205,7 @@ impl ServerOptionsBuilder {
     }
 
     /// The bound of each session's outbound queue and what a full queue does.
-    pub fn with_max_pending_messages(
-        mut self,
-        per_client: usize,
-        overflow: OverflowPolicy,
-    ) -> Self {
+    pub fn with_max_pending_messages(mut self, per_client: usize, overflow: OverflowPolicy) -> Self {
         self.options.limits.max_pending_messages_per_client = per_client;
         self.options.limits.pending_overflow = overflow;
         self
@@ -222,17 +235,110 @@ impl ServerOptionsBuilder {
         self
     }
 
+    /// Validates every connection: the closure sees the CONNECT and refuses it by setting a reason code.
+    ///
+    /// ```
+    /// use corvid::{ConnectReturnCode, ServerOptions};
+    /// let options = ServerOptions::builder()
+    ///     .with_connection_validator(|c| {
+    ///         if c.client_id.len() < 10 {
+    ///             c.refuse(ConnectReturnCode::IdentifierRejected);
+    ///         }
+    ///     })
+    ///     .build();
+    /// ```
+    pub fn with_connection_validator(mut self, f: impl Fn(&mut ConnectContext) + Send + Sync + 'static) -> Self {
+        self.options.hooks.connection_validator = Some(Hook::sync(f));
+        self
+    }
+
+    /// An asynchronous connection validator (e.g. one that asks a database).
+    pub fn with_async_connection_validator<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(ConnectContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ConnectContext> + Send + 'static,
+    {
+        self.options.hooks.connection_validator = Some(Hook::from_async(f));
+        self
+    }
+
+    /// Intercepts every message before it is retained or dispatched: rewrite, refuse or drop it.
+    pub fn with_publish_interceptor(mut self, f: impl Fn(&mut PublishContext) + Send + Sync + 'static) -> Self {
+        self.options.hooks.publish_interceptor = Some(Hook::sync(f));
+        self
+    }
+
+    /// An asynchronous publish interceptor.
+    pub fn with_async_publish_interceptor<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(PublishContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = PublishContext> + Send + 'static,
+    {
+        self.options.hooks.publish_interceptor = Some(Hook::from_async(f));
+        self
+    }
+
+    /// Intercepts each filter of every SUBSCRIBE: accept (possibly with other options), refuse, or refuse and
+    /// close the connection.
+    pub fn with_subscription_interceptor(
+        mut self,
+        f: impl Fn(&mut SubscriptionContext) + Send + Sync + 'static,
+    ) -> Self {
+        self.options.hooks.subscription_interceptor = Some(Hook::sync(f));
+        self
+    }
+
+    /// An asynchronous subscription interceptor.
+    pub fn with_async_subscription_interceptor<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(SubscriptionContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = SubscriptionContext> + Send + 'static,
+    {
+        self.options.hooks.subscription_interceptor = Some(Hook::from_async(f));
+        self
+    }
+
+    /// Intercepts each filter of every UNSUBSCRIBE.
+    pub fn with_unsubscription_interceptor(
+        mut self,
+        f: impl Fn(&mut UnsubscriptionContext) + Send + Sync + 'static,
+    ) -> Self {
+        self.options.hooks.unsubscription_interceptor = Some(Hook::sync(f));
+        self
+    }
+
+    /// An asynchronous unsubscription interceptor.
+    pub fn with_async_unsubscription_interceptor<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(UnsubscriptionContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = UnsubscriptionContext> + Send + 'static,
+    {
+        self.options.hooks.unsubscription_interceptor = Some(Hook::from_async(f));
+        self
+    }
+
+    /// Decides, per receiving session, whether a matching message is delivered to it (the receive-side ACL).
+    /// Called on the publishing path, so it must be quick and cannot wait.
+    pub fn with_delivery_filter(mut self, f: impl Fn(&DeliveryContext<'_>) -> bool + Send + Sync + 'static) -> Self {
+        self.options.hooks.delivery_filter = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs `f` for every [`Event`], in a task of its own, in order. A handler that falls more than
+    /// [`ServerOptions::event_capacity`] events behind skips the oldest.
+    pub fn with_event_handler<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.options.event_handlers.push(Arc::new(move |e| Box::pin(f(e))));
+        self
+    }
+
     /// The options.
     pub fn build(mut self) -> ServerOptions {
-        let mut endpoints: Vec<Endpoint> = self
-            .default_endpoint
-            .map(Endpoint::Tcp)
-            .into_iter()
-            .collect();
+        let mut endpoints: Vec<Endpoint> = self.default_endpoint.map(Endpoint::Tcp).into_iter().collect();
         endpoints.append(&mut self.extra);
-        ServerOptions {
-            endpoints,
-            ..self.options
-        }
+        ServerOptions { endpoints, ..self.options }
     }
 }

@@ -52,16 +52,16 @@ impl ConnControl {
 /// A registry entry.
 pub(crate) enum Entry {
     /// A connection serves the session.
-    Online {
-        generation: u64,
-        control: Arc<ConnControl>,
-    },
+    Online { generation: u64, control: Arc<ConnControl> },
     /// The client is away; the session waits for it until it expires.
-    Offline {
-        state: SessionState,
-        expires_at: Option<Instant>,
-        will: Option<PendingWill>,
-    },
+    Offline(Box<OfflineSession>),
+}
+
+/// A session whose client is away.
+pub(crate) struct OfflineSession {
+    pub(crate) state: SessionState,
+    pub(crate) expires_at: Option<Instant>,
+    pub(crate) will: Option<PendingWill>,
 }
 
 /// What a connection found when it claimed its client identifier.
@@ -69,7 +69,7 @@ pub(crate) enum Previous {
     /// No session.
     None,
     /// A session with nobody connected, and its pending will (which the new connection cancels).
-    Offline(SessionState, Option<PendingWill>),
+    Offline(Box<OfflineSession>),
     /// A connection serves the session: it will hand it over through this receiver.
     Online(oneshot::Receiver<SessionState>),
 }
@@ -97,20 +97,12 @@ pub(crate) struct Swept {
 
 impl Registry {
     /// Makes the calling connection the owner of `client_id` and says what it found.
-    pub(crate) fn claim(
-        &self,
-        client_id: &ByteString,
-        generation: u64,
-        control: Arc<ConnControl>,
-    ) -> Previous {
+    pub(crate) fn claim(&self, client_id: &ByteString, generation: u64, control: Arc<ConnControl>) -> Previous {
         let mut entries = self.entries.lock();
-        let new = Entry::Online {
-            generation,
-            control,
-        };
+        let new = Entry::Online { generation, control };
         match entries.insert(client_id.clone(), new) {
             None => Previous::None,
-            Some(Entry::Offline { state, will, .. }) => Previous::Offline(state, will),
+            Some(Entry::Offline(offline)) => Previous::Offline(offline),
             Some(Entry::Online { control: old, .. }) => {
                 let (tx, rx) = oneshot::channel();
                 *old.handoff.lock() = Some(Handoff::TakeOver(tx));
@@ -143,14 +135,7 @@ impl Registry {
         }
         match persist {
             Some((expires_at, will)) => {
-                entries.insert(
-                    client_id.clone(),
-                    Entry::Offline {
-                        state,
-                        expires_at,
-                        will,
-                    },
-                );
+                entries.insert(client_id.clone(), Entry::Offline(Box::new(OfflineSession { state, expires_at, will })));
                 Released::Kept
             }
             None => {
@@ -166,20 +151,21 @@ impl Registry {
         let mut entries = self.entries.lock();
         let expired: Vec<ByteString> = entries
             .iter()
-            .filter(|(_, e)| matches!(e, Entry::Offline { expires_at: Some(t), .. } if *t <= now))
+            .filter(|(_, e)| matches!(e, Entry::Offline(o) if o.expires_at.is_some_and(|t| t <= now)))
             .map(|(k, _)| k.clone())
             .collect();
         for key in expired {
-            if let Some(Entry::Offline { state, will, .. }) = entries.remove(&key) {
+            if let Some(Entry::Offline(offline)) = entries.remove(&key) {
+                let OfflineSession { state, will, .. } = *offline;
                 swept.expired.push(state);
                 swept.wills.extend(will);
             }
         }
         for entry in entries.values_mut() {
-            if let Entry::Offline { will, .. } = entry
-                && will.as_ref().is_some_and(|w| w.due <= now)
+            if let Entry::Offline(offline) = entry
+                && offline.will.as_ref().is_some_and(|w| w.due <= now)
             {
-                swept.wills.extend(will.take());
+                swept.wills.extend(offline.will.take());
             }
         }
         swept
@@ -204,10 +190,7 @@ impl Registry {
     /// How many sessions exist, and how many of them have a connected client.
     pub(crate) fn counts(&self) -> (usize, usize) {
         let entries = self.entries.lock();
-        let online = entries
-            .values()
-            .filter(|e| matches!(e, Entry::Online { .. }))
-            .count();
+        let online = entries.values().filter(|e| matches!(e, Entry::Online { .. })).count();
         (entries.len(), online)
     }
 }

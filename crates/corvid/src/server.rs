@@ -2,6 +2,8 @@
 
 use crate::broker::Broker;
 use crate::connection;
+use crate::events::Event;
+use crate::items::SessionItems;
 use crate::message::Message;
 use crate::options::{Endpoint, ServerOptions};
 use crate::stats::StatsSnapshot;
@@ -37,6 +39,11 @@ impl Server {
             }
         }
         let broker = Arc::new(Broker::new(options));
+        for handler in broker.options.event_handlers.clone() {
+            let events = broker.events.subscribe();
+            broker.tasks.spawn(run_event_handler(handler, events));
+        }
+        broker.emit(|| Event::ServerStarted);
         let mut local_addrs = Vec::new();
         for listener in listeners {
             local_addrs.push(listener.local_addr()?);
@@ -44,14 +51,9 @@ impl Server {
         }
         broker.tasks.spawn(sweep_loop(broker.clone()));
         if let Some(interval) = broker.options.sys_interval {
-            broker
-                .tasks
-                .spawn(crate::sys::publish_loop(broker.clone(), interval));
+            broker.tasks.spawn(crate::sys::publish_loop(broker.clone(), interval));
         }
-        Ok(Self {
-            broker,
-            local_addrs,
-        })
+        Ok(Self { broker, local_addrs })
     }
 
     /// The addresses the endpoints are bound to (useful with port 0).
@@ -59,12 +61,19 @@ impl Server {
         &self.local_addrs
     }
 
-    /// Publishes a message from the process itself, with no network connection. Returns how many sessions it was
-    /// queued for.
-    pub fn publish(&self, mut message: Message) -> usize {
+    /// Publishes a message from the process itself, with no network connection, through the publish interceptor.
+    /// Returns how many sessions it was queued for.
+    pub async fn publish(&self, mut message: Message) -> usize {
         message.publisher = None;
         message.stamp_expiry(Instant::now());
-        self.broker.publish(message, None)
+        let items = SessionItems::default();
+        self.broker.intercept_and_publish(None, &items, message, None).await.1
+    }
+
+    /// A receiver of every [`Event`] from now on. It holds up to [`ServerOptions::event_capacity`] events; one
+    /// that falls further behind skips the oldest (`RecvError::Lagged`).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.broker.events.subscribe()
     }
 
     /// The retained message of `topic`, if there is one.
@@ -74,12 +83,7 @@ impl Server {
 
     /// Every retained message.
     pub fn retained_messages(&self) -> Vec<Message> {
-        self.broker
-            .retained
-            .all()
-            .into_iter()
-            .map(|m| (*m).clone())
-            .collect()
+        self.broker.retained.all().into_iter().map(|m| (*m).clone()).collect()
     }
 
     /// Disconnects the client with this identifier; MQTT 5 clients get DISCONNECT with `reason`. Returns whether
@@ -103,9 +107,7 @@ impl Server {
         if broker.shutdown.is_cancelled() {
             return;
         }
-        let task = broker
-            .tasks
-            .spawn(connection::serve(broker.clone(), stream, remote));
+        let task = broker.tasks.spawn(connection::serve(broker.clone(), stream, remote));
         let _ = task.await;
     }
 
@@ -118,10 +120,8 @@ impl Server {
     async fn shutdown(&self) {
         self.broker.shutdown.cancel();
         self.broker.tasks.close();
-        if tokio::time::timeout(Duration::from_secs(5), self.broker.tasks.wait())
-            .await
-            .is_err()
-        {
+        self.broker.emit(|| Event::ServerStopped);
+        if tokio::time::timeout(Duration::from_secs(5), self.broker.tasks.wait()).await.is_err() {
             tracing::warn!("connections still open five seconds after stop");
         }
     }
@@ -134,17 +134,28 @@ impl Drop for Server {
     }
 }
 
+async fn run_event_handler(handler: crate::events::EventHandler, mut events: tokio::sync::broadcast::Receiver<Event>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(event) => {
+                let last = matches!(event, Event::ServerStopped);
+                handler(event).await;
+                if last {
+                    return;
+                }
+            }
+            Err(RecvError::Lagged(n)) => tracing::warn!(skipped = n, "event handler fell behind"),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
 fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
-    socket
-        .bind(addr)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
+    socket.bind(addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
     socket.listen(backlog)
 }
 
@@ -173,7 +184,7 @@ async fn sweep_loop(broker: Arc<Broker>) {
     loop {
         tokio::select! {
             () = broker.shutdown.cancelled() => return,
-            _ = tick.tick() => broker.sweep(Instant::now()),
+            _ = tick.tick() => broker.sweep(Instant::now()).await,
         }
     }
 }

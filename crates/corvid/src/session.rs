@@ -1,6 +1,7 @@
 //! Session state: the part shared with publishers (identity and outbound queue) and the part owned by whichever
 //! task serves the session (subscriptions, packet identifiers, inflight messages).
 
+use crate::items::SessionItems;
 use crate::message::Delivery;
 use crate::options::OverflowPolicy;
 use corvid_protocol::{ByteString, PacketId, SubscriptionOptions, TopicFilter, Will};
@@ -15,6 +16,9 @@ use tokio::sync::Notify;
 pub(crate) struct SessionShared {
     /// Unique for the broker's lifetime; distinguishes a session from a later one with the same client id.
     pub(crate) id: u64,
+    pub(crate) client_id: ByteString,
+    /// Items for hooks; they live as long as the session.
+    pub(crate) items: SessionItems,
     outbox: Mutex<Outbox>,
     /// Woken when the queue goes from empty to non-empty.
     pub(crate) notify: Notify,
@@ -41,14 +45,18 @@ pub(crate) enum Enqueued {
 }
 
 impl SessionShared {
-    pub(crate) fn new(id: u64, limit: usize, policy: OverflowPolicy) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        client_id: ByteString,
+        items: SessionItems,
+        limit: usize,
+        policy: OverflowPolicy,
+    ) -> Self {
         Self {
             id,
-            outbox: Mutex::new(Outbox {
-                queue: VecDeque::new(),
-                limit,
-                policy,
-            }),
+            client_id,
+            items,
+            outbox: Mutex::new(Outbox { queue: VecDeque::new(), limit, policy }),
             notify: Notify::new(),
             online: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -186,5 +194,6 @@ impl SessionState {
 pub(crate) struct PendingWill {
     pub(crate) will: Will,
     pub(crate) publisher: ByteString,
+    pub(crate) items: SessionItems,
     pub(crate) due: Instant,
 }

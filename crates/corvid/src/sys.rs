@@ -25,15 +25,9 @@ fn publish_all(broker: &Broker) {
     let s = broker.stats.snapshot();
     let (sessions, online) = broker.registry.counts();
     let values: [(&str, String); 18] = [
-        (
-            "uptime",
-            format!("{} seconds", broker.started.elapsed().as_secs()),
-        ),
+        ("uptime", format!("{} seconds", broker.started.elapsed().as_secs())),
         ("clients/connected", online.to_string()),
-        (
-            "clients/disconnected",
-            (sessions - online.min(sessions)).to_string(),
-        ),
+        ("clients/disconnected", (sessions - online.min(sessions)).to_string()),
         ("clients/total", sessions.to_string()),
         ("clients/maximum", s.clients_maximum.to_string()),
         ("clients/expired", s.clients_expired.to_string()),
@@ -42,18 +36,12 @@ fn publish_all(broker: &Broker) {
         ("publish/messages/received", s.publish_received.to_string()),
         ("publish/messages/sent", s.publish_sent.to_string()),
         ("publish/messages/dropped", s.publish_dropped.to_string()),
-        (
-            "publish/bytes/received",
-            s.publish_bytes_received.to_string(),
-        ),
+        ("publish/bytes/received", s.publish_bytes_received.to_string()),
         ("publish/bytes/sent", s.publish_bytes_sent.to_string()),
         ("bytes/received", s.bytes_received.to_string()),
         ("bytes/sent", s.bytes_sent.to_string()),
         ("retained messages/count", broker.retained.len().to_string()),
-        (
-            "subscriptions/count",
-            broker.subscriptions.len().to_string(),
-        ),
+        ("subscriptions/count", broker.subscriptions.len().to_string()),
         ("connections/total", s.connections_total.to_string()),
     ];
     for (name, value) in values {

@@ -2,13 +2,15 @@
 
 use super::Connection;
 use crate::broker::Broker;
+use crate::events::Event;
+use crate::hooks::ConnectContext;
+use crate::items::SessionItems;
 use crate::registry::{ConnControl, Previous};
 use crate::session::{SessionShared, SessionState};
 use crate::stats::add;
 use bytes::BytesMut;
 use corvid_protocol::{
-    ByteString, ConnAck, ConnAckProperties, Connect, DecodeError, Packet, ProtocolVersion,
-    ReasonCode, encode,
+    ByteString, ConnAck, ConnAckProperties, Connect, DecodeError, Packet, ProtocolVersion, ReasonCode, encode,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,11 +23,7 @@ const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads CONNECT within the connect timeout, establishes the session and sends CONNACK. `None` when the
 /// connection ends here (refused, malformed, timed out).
-pub(super) async fn handshake<S>(
-    broker: Arc<Broker>,
-    mut stream: S,
-    remote: SocketAddr,
-) -> Option<Connection<S>>
+pub(super) async fn handshake<S>(broker: Arc<Broker>, mut stream: S, remote: SocketAddr) -> Option<Connection<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -54,12 +52,7 @@ where
         }
         Ok(Err(Some(DecodeError::UnsupportedProtocolVersion(level)))) => {
             tracing::debug!(%remote, level, "unsupported protocol version");
-            refuse(
-                &mut stream,
-                ProtocolVersion::V3_1_1,
-                ReasonCode::UnsupportedProtocolVersion,
-            )
-            .await;
+            refuse(&mut stream, ProtocolVersion::V3_1_1, ReasonCode::UnsupportedProtocolVersion).await;
             return None;
         }
         Ok(Err(Some(error))) => {
@@ -77,11 +70,17 @@ where
 }
 
 async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, version: ProtocolVersion, code: ReasonCode) {
-    let connack = ConnAck {
-        session_present: false,
-        reason_code: code,
-        properties: ConnAckProperties::default(),
-    };
+    refuse_with(stream, version, code, None).await;
+}
+
+async fn refuse_with<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    version: ProtocolVersion,
+    code: ReasonCode,
+    reason: Option<String>,
+) {
+    let properties = ConnAckProperties { reason_string: reason.map(ByteString::from), ..ConnAckProperties::default() };
+    let connack = ConnAck { session_present: false, reason_code: code, properties };
     let mut buf = BytesMut::new();
     if encode(&Packet::ConnAck(connack), version, &mut buf).is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -127,40 +126,57 @@ where
         refuse(&mut stream, version, ReasonCode::BadAuthenticationMethod).await;
         return None;
     }
+    let items = SessionItems::default();
+    if let Some(validator) = &broker.options.hooks.connection_validator {
+        let ctx = ConnectContext {
+            client_id: client_id.clone(),
+            username: connect.username.clone(),
+            password: connect.password.clone(),
+            remote_addr: remote,
+            protocol: version,
+            clean_start: connect.clean_start,
+            will: connect.will.clone(),
+            user_properties: connect.properties.user_properties.clone(),
+            client_certificate_subject: None,
+            session_items: items.clone(),
+            reason_code: ReasonCode::Success,
+            reason_string: None,
+        };
+        let ctx = validator.run(ctx).await;
+        if ctx.reason_code != ReasonCode::Success {
+            tracing::info!(client_id = %client_id, %remote, code = %ctx.reason_code, "connection refused by validator");
+            refuse_with(&mut stream, version, ctx.reason_code, ctx.reason_string).await;
+            return None;
+        }
+    }
 
     let expiry_interval = if v5 {
-        connect
-            .properties
-            .session_expiry_interval
-            .unwrap_or(0)
-            .min(limits.max_session_expiry_interval)
+        connect.properties.session_expiry_interval.unwrap_or(0).min(limits.max_session_expiry_interval)
     } else if connect.clean_start {
         0
     } else {
-        u32::MAX.min(limits.max_session_expiry_interval)
+        limits.max_session_expiry_interval
     };
 
     // Claim the client identifier; take the session over from another connection if needed.
     let generation = broker.next_id();
     let control = Arc::new(ConnControl::default());
-    let previous = match broker
-        .registry
-        .claim(&client_id, generation, control.clone())
-    {
+    let previous = match broker.registry.claim(&client_id, generation, control.clone()) {
         Previous::None => None,
-        Previous::Offline(state, _cancelled_will) => Some(state),
-        Previous::Online(rx) => tokio::time::timeout(TAKEOVER_TIMEOUT, rx)
-            .await
-            .ok()
-            .and_then(Result::ok),
+        // Reconnecting cancels a will still waiting for its delay.
+        Previous::Offline(offline) => Some(offline.state),
+        Previous::Online(rx) => tokio::time::timeout(TAKEOVER_TIMEOUT, rx).await.ok().and_then(Result::ok),
     };
     let (mut state, session_present) = match previous {
-        Some(state) if !connect.clean_start => (state, true),
+        Some(state) if !connect.clean_start => {
+            state.shared.items.absorb(&items);
+            (state, true)
+        }
         Some(old) => {
             broker.end_session(old);
-            (new_state(&broker, &client_id, expiry_interval), false)
+            (new_state(&broker, &client_id, items, expiry_interval), false)
         }
-        None => (new_state(&broker, &client_id, expiry_interval), false),
+        None => (new_state(&broker, &client_id, items, expiry_interval), false),
     };
     state.expiry_interval = expiry_interval;
 
@@ -182,11 +198,7 @@ where
             properties.server_keep_alive = Some(keep_alive);
         }
     }
-    let connack = ConnAck {
-        session_present,
-        reason_code: ReasonCode::Success,
-        properties,
-    };
+    let connack = ConnAck { session_present, reason_code: ReasonCode::Success, properties };
     let client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
     let mut conn = Connection {
         broker: broker.clone(),
@@ -207,10 +219,7 @@ where
         client_topic_alias_max: connect.properties.topic_alias_maximum.unwrap_or(0),
         inbound_aliases: HashMap::new(),
         outbound_aliases: HashMap::new(),
-        problem_information: connect
-            .properties
-            .request_problem_information
-            .unwrap_or(true),
+        problem_information: connect.properties.request_problem_information.unwrap_or(true),
         batch: Vec::new(),
     };
     conn.send(&Packet::ConnAck(connack));
@@ -220,6 +229,13 @@ where
         client_id = %client_id, %remote, protocol = %version, clean_start = connect.clean_start,
         session_present, "client connected"
     );
+    broker.emit(|| Event::ClientConnected {
+        client_id: client_id.clone(),
+        remote_addr: remote,
+        protocol: version,
+        username: connect.username.clone(),
+        session_present,
+    });
     // Resend unacknowledged messages of a resumed session, in order, with DUP.
     conn.resend_inflight();
     if conn.flush().await.is_err() {
@@ -229,11 +245,12 @@ where
     Some(conn)
 }
 
-fn new_state(broker: &Broker, client_id: &ByteString, expiry_interval: u32) -> SessionState {
+fn new_state(broker: &Broker, client_id: &ByteString, items: SessionItems, expiry_interval: u32) -> SessionState {
     let limits = &broker.options.limits;
-    let _ = client_id;
     let shared = Arc::new(SessionShared::new(
         broker.next_id(),
+        client_id.clone(),
+        items,
         limits.max_pending_messages_per_client,
         limits.pending_overflow,
     ));
@@ -241,8 +258,5 @@ fn new_state(broker: &Broker, client_id: &ByteString, expiry_interval: u32) -> S
 }
 
 fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }

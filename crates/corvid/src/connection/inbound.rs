@@ -1,13 +1,15 @@
 //! Packets from the client: PUBLISH and its acknowledgements, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT.
 
 use super::{CloseReason, Connection};
+use crate::events::Event;
+use crate::hooks::{PublishDecision, SubscriptionContext, SubscriptionDecision, UnsubscriptionContext};
 use crate::message::{Delivery, Message};
 use crate::session::{Inflight, OutboundState};
 use crate::stats::add;
 use crate::subscriptions::Subscriber;
 use corvid_protocol::{
-    AckProperties, Packet, PubResponse, Publish, QoS, ReasonCode, RetainHandling, SubAck,
-    Subscribe, UnsubAck, Unsubscribe,
+    AckProperties, Packet, PacketId, PubResponse, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
+    UnsubAck, Unsubscribe,
 };
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -16,9 +18,9 @@ impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    pub(super) fn handle_packet(&mut self, packet: Packet) -> Result<(), CloseReason> {
+    pub(super) async fn handle_packet(&mut self, packet: Packet) -> Result<(), CloseReason> {
         match packet {
-            Packet::Publish(publish) => self.on_publish(publish),
+            Packet::Publish(publish) => self.on_publish(publish).await,
             Packet::PubAck(ack) => {
                 self.complete(&ack, OutboundState::AwaitingAck, QoS::AtLeastOnce);
                 Ok(())
@@ -39,12 +41,9 @@ where
                 self.send(&Packet::PubComp(comp));
                 Ok(())
             }
-            Packet::Subscribe(subscribe) => {
-                self.on_subscribe(subscribe);
-                Ok(())
-            }
+            Packet::Subscribe(subscribe) => self.on_subscribe(subscribe).await,
             Packet::Unsubscribe(unsubscribe) => {
-                self.on_unsubscribe(unsubscribe);
+                self.on_unsubscribe(unsubscribe).await;
                 Ok(())
             }
             Packet::PingReq => {
@@ -54,13 +53,9 @@ where
             Packet::Disconnect(d) => {
                 if let Some(interval) = d.properties.session_expiry_interval {
                     if self.state.expiry_interval == 0 && interval != 0 {
-                        return Err(self.violation(
-                            ReasonCode::ProtocolError,
-                            "session expiry set after 0 in CONNECT",
-                        ));
+                        return Err(self.violation(ReasonCode::ProtocolError, "session expiry set after 0 in CONNECT"));
                     }
-                    self.state.expiry_interval =
-                        interval.min(self.broker.options.limits.max_session_expiry_interval);
+                    self.state.expiry_interval = interval.min(self.broker.options.limits.max_session_expiry_interval);
                 }
                 if d.reason_code == ReasonCode::DisconnectWithWillMessage {
                     Err(CloseReason::ClientDisconnectWithWill)
@@ -68,10 +63,7 @@ where
                     Err(CloseReason::ClientDisconnect)
                 }
             }
-            Packet::Auth(_) => Err(self.violation(
-                ReasonCode::ProtocolError,
-                "AUTH without authentication method",
-            )),
+            Packet::Auth(_) => Err(self.violation(ReasonCode::ProtocolError, "AUTH without authentication method")),
             Packet::Connect(_) => Err(self.violation(ReasonCode::ProtocolError, "second CONNECT")),
             _ => Err(self.violation(ReasonCode::ProtocolError, "packet only a server sends")),
         }
@@ -84,7 +76,7 @@ where
         CloseReason::ProtocolViolation(code)
     }
 
-    fn on_publish(&mut self, mut publish: Publish) -> Result<(), CloseReason> {
+    async fn on_publish(&mut self, mut publish: Publish) -> Result<(), CloseReason> {
         let stats = &self.broker.stats;
         add(&stats.publish_received, 1);
         add(&stats.publish_bytes_received, publish.payload.len() as u64);
@@ -92,17 +84,12 @@ where
         // Topic alias (MQTT 5.0 section 3.3.2.3.4).
         if let Some(alias) = publish.properties.topic_alias.take() {
             if alias > limits.max_topic_alias {
-                return Err(self.violation(
-                    ReasonCode::TopicAliasInvalid,
-                    "topic alias above the maximum",
-                ));
+                return Err(self.violation(ReasonCode::TopicAliasInvalid, "topic alias above the maximum"));
             }
             if publish.topic.is_empty() {
                 match self.inbound_aliases.get(&alias) {
                     Some(topic) => publish.topic = topic.clone(),
-                    None => {
-                        return Err(self.violation(ReasonCode::ProtocolError, "unknown topic alias"));
-                    }
+                    None => return Err(self.violation(ReasonCode::ProtocolError, "unknown topic alias")),
                 }
             } else {
                 self.inbound_aliases.insert(alias, publish.topic.clone());
@@ -111,8 +98,7 @@ where
         if publish.retain && !limits.retain_available {
             return Err(self.violation(ReasonCode::RetainNotSupported, "retain not supported"));
         }
-        let packet_id = publish.packet_id;
-        match (publish.qos, packet_id) {
+        match (publish.qos, publish.packet_id) {
             (QoS::ExactlyOnce, Some(id)) => {
                 if self.state.incoming_qos2.contains(&id.get()) {
                     // A resent PUBLISH whose PUBREL has not come yet: acknowledge again, deliver nothing.
@@ -120,27 +106,39 @@ where
                     return Ok(());
                 }
                 if self.state.incoming_qos2.len() >= usize::from(limits.max_inflight) {
-                    return Err(self.violation(
-                        ReasonCode::ReceiveMaximumExceeded,
-                        "receive maximum exceeded",
-                    ));
+                    return Err(self.violation(ReasonCode::ReceiveMaximumExceeded, "receive maximum exceeded"));
                 }
-                self.state.incoming_qos2.insert(id.get());
-                self.route(publish);
-                self.send(&Packet::PubRec(PubResponse::new(id)));
+                let code = self.route(publish).await;
+                // A refused QoS 2 message is complete at PUBREC (MQTT 5.0 section 4.3.3): no PUBREL follows.
+                if !code.is_error() {
+                    self.state.incoming_qos2.insert(id.get());
+                }
+                self.send(&Packet::PubRec(self.response(id, code)));
             }
             (QoS::AtLeastOnce, Some(id)) => {
-                self.route(publish);
-                self.send(&Packet::PubAck(PubResponse::new(id)));
+                let code = self.route(publish).await;
+                self.send(&Packet::PubAck(self.response(id, code)));
             }
-            _ => self.route(publish),
+            _ => {
+                self.route(publish).await;
+            }
         }
         Ok(())
     }
 
-    fn route(&mut self, publish: Publish) {
+    /// A PUBACK / PUBREC with `code` (3.x clients always see success).
+    fn response(&self, packet_id: PacketId, code: ReasonCode) -> PubResponse {
+        let mut response = PubResponse::new(packet_id);
+        if self.version.is_v5() {
+            response.reason_code = code;
+        }
+        response
+    }
+
+    /// Runs the publish interceptor and dispatches the message. Returns the reason code for the publisher.
+    async fn route(&mut self, publish: Publish) -> ReasonCode {
         if publish.topic.starts_with("$SYS") {
-            return;
+            return ReasonCode::Success;
         }
         let mut properties = publish.properties;
         properties.subscription_identifiers.clear();
@@ -154,25 +152,32 @@ where
             expires_at: None,
         };
         message.stamp_expiry(Instant::now());
-        self.broker.publish(message, Some(self.state.shared.id));
+        let shared = &self.state.shared;
+        let (decision, _) =
+            self.broker.intercept_and_publish(Some(&self.client_id), &shared.items, message, Some(shared.id)).await;
+        match decision {
+            PublishDecision::Refuse(code) => code,
+            _ => ReasonCode::Success,
+        }
     }
 
     /// Removes an acknowledged outbound message.
     fn complete(&mut self, ack: &PubResponse, expected: OutboundState, qos: QoS) {
-        let found = self.state.inflight.iter().position(|i| {
-            i.packet_id == ack.packet_id && i.state == expected && i.delivery.qos == qos
-        });
-        if let Some(index) = found {
-            self.state.inflight.remove(index);
+        let found = self
+            .state
+            .inflight
+            .iter()
+            .position(|i| i.packet_id == ack.packet_id && i.state == expected && i.delivery.qos == qos);
+        if let Some(done) = found.and_then(|index| self.state.inflight.remove(index)) {
+            self.broker.emit(|| Event::DeliveryAcknowledged {
+                client_id: self.client_id.clone(),
+                message: done.delivery.message.clone(),
+            });
         }
     }
 
     fn on_pubrec(&mut self, rec: PubResponse) {
-        let found = self
-            .state
-            .inflight
-            .iter_mut()
-            .find(|i| i.packet_id == rec.packet_id);
+        let found = self.state.inflight.iter_mut().find(|i| i.packet_id == rec.packet_id);
         let mut rel = PubResponse::new(rec.packet_id);
         match found {
             Some(inflight) if rec.reason_code.is_error() => {
@@ -188,20 +193,38 @@ where
         self.send(&Packet::PubRel(rel));
     }
 
-    fn on_subscribe(&mut self, subscribe: Subscribe) {
+    async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), CloseReason> {
         let subscription_id = subscribe.properties.subscription_identifier;
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
+        let mut close = None;
         let now = Instant::now();
-        for (filter, options) in subscribe.filters {
-            let subscriber = Subscriber {
-                session: self.state.shared.clone(),
-                options,
-                subscription_id,
-            };
+        for (filter, mut options) in subscribe.filters {
+            if let Some(hook) = &self.broker.options.hooks.subscription_interceptor {
+                let ctx = SubscriptionContext {
+                    client_id: self.client_id.clone(),
+                    topic_filter: filter.clone(),
+                    options,
+                    session_items: self.state.shared.items.clone(),
+                    decision: SubscriptionDecision::Accept,
+                };
+                let ctx = hook.run(ctx).await;
+                match ctx.decision {
+                    SubscriptionDecision::Accept => options = ctx.options,
+                    SubscriptionDecision::Refuse(code) => {
+                        reason_codes.push(failure(code));
+                        continue;
+                    }
+                    SubscriptionDecision::RefuseAndDisconnect(code) => {
+                        reason_codes.push(failure(code));
+                        close.get_or_insert(failure(code));
+                        continue;
+                    }
+                }
+            }
+            let subscriber = Subscriber { session: self.state.shared.clone(), options, subscription_id };
             let existed = self.broker.subscriptions.subscribe(&filter, subscriber);
-            let shared = filter.shared().is_some();
-            let send_retained = !shared
+            let send_retained = filter.shared().is_none()
                 && match options.retain_handling {
                     RetainHandling::SendAtSubscribe => true,
                     RetainHandling::SendIfNew => !existed,
@@ -217,6 +240,11 @@ where
                     });
                 }
             }
+            self.broker.emit(|| Event::Subscribed {
+                client_id: self.client_id.clone(),
+                topic_filter: filter.clone(),
+                options,
+            });
             self.state.subscriptions.insert(filter, options);
             reason_codes.push(match options.qos {
                 QoS::AtMostOnce => ReasonCode::Success,
@@ -224,35 +252,44 @@ where
                 QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
             });
         }
-        let suback = SubAck {
-            packet_id: subscribe.packet_id,
-            reason_codes,
-            properties: AckProperties::default(),
-        };
+        let suback = SubAck { packet_id: subscribe.packet_id, reason_codes, properties: AckProperties::default() };
         self.send(&Packet::SubAck(suback));
+        if let Some(code) = close {
+            return Err(self.violation(code, "subscription refused"));
+        }
         for delivery in retained {
             self.state.shared.enqueue(delivery);
         }
+        Ok(())
     }
 
-    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
+    async fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
         let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in unsubscribe.filters {
+            if let Some(hook) = &self.broker.options.hooks.unsubscription_interceptor {
+                let ctx = UnsubscriptionContext {
+                    client_id: self.client_id.clone(),
+                    topic_filter: filter.clone(),
+                    session_items: self.state.shared.items.clone(),
+                    decision: SubscriptionDecision::Accept,
+                };
+                let ctx = hook.run(ctx).await;
+                if let SubscriptionDecision::Refuse(code) | SubscriptionDecision::RefuseAndDisconnect(code) =
+                    ctx.decision
+                {
+                    reason_codes.push(failure(code));
+                    continue;
+                }
+            }
             let existed = self.state.subscriptions.remove(&filter).is_some();
-            self.broker
-                .subscriptions
-                .unsubscribe(&filter, self.state.shared.id);
-            reason_codes.push(if existed {
-                ReasonCode::Success
-            } else {
-                ReasonCode::NoSubscriptionExisted
-            });
+            self.broker.subscriptions.unsubscribe(&filter, self.state.shared.id);
+            if existed {
+                self.broker.emit(|| Event::Unsubscribed { client_id: self.client_id.clone(), topic_filter: filter });
+            }
+            reason_codes.push(if existed { ReasonCode::Success } else { ReasonCode::NoSubscriptionExisted });
         }
-        let unsuback = UnsubAck {
-            packet_id: unsubscribe.packet_id,
-            reason_codes,
-            properties: AckProperties::default(),
-        };
+        let unsuback =
+            UnsubAck { packet_id: unsubscribe.packet_id, reason_codes, properties: AckProperties::default() };
         self.send(&Packet::UnsubAck(unsuback));
     }
 
@@ -260,4 +297,9 @@ where
     pub(super) fn track(&mut self, inflight: Inflight) {
         self.state.inflight.push_back(inflight);
     }
+}
+
+/// A refusal code for SUBACK: anything that is not an error becomes "unspecified error".
+fn failure(code: ReasonCode) -> ReasonCode {
+    if code.is_error() { code } else { ReasonCode::UnspecifiedError }
 }

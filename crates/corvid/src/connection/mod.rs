@@ -9,13 +9,13 @@ mod inbound;
 mod outbound;
 
 use crate::broker::Broker;
+use crate::events::{DisconnectKind, Event};
 use crate::registry::{ConnControl, Released};
 use crate::session::{PendingWill, SessionState};
 use crate::stats::add;
 use bytes::BytesMut;
 use corvid_protocol::{
-    ByteString, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode, TopicName, Will,
-    encode,
+    ByteString, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode, TopicName, Will, encode,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -54,6 +54,28 @@ pub(crate) enum CloseReason {
 impl CloseReason {
     fn publishes_will(self) -> bool {
         !matches!(self, Self::ClientDisconnect | Self::ServerShutdown)
+    }
+
+    fn kind(self) -> DisconnectKind {
+        match self {
+            Self::ClientDisconnect | Self::ClientDisconnectWithWill => DisconnectKind::Clean,
+            Self::ConnectionLost | Self::KeepAliveTimeout | Self::ProtocolViolation(_) => DisconnectKind::Abnormal,
+            Self::TakenOver => DisconnectKind::TakenOver,
+            Self::Kicked(_) => DisconnectKind::Kicked,
+            Self::ServerShutdown => DisconnectKind::ServerStopping,
+        }
+    }
+
+    fn reason_code(self) -> Option<ReasonCode> {
+        match self {
+            Self::ClientDisconnect => Some(ReasonCode::Success),
+            Self::ClientDisconnectWithWill => Some(ReasonCode::DisconnectWithWillMessage),
+            Self::ConnectionLost => None,
+            Self::KeepAliveTimeout => Some(ReasonCode::KeepAliveTimeout),
+            Self::ProtocolViolation(code) | Self::Kicked(code) => Some(code),
+            Self::TakenOver => Some(ReasonCode::SessionTakenOver),
+            Self::ServerShutdown => Some(ReasonCode::ServerShuttingDown),
+        }
     }
 }
 
@@ -102,10 +124,9 @@ where
         let broker = self.broker.clone();
         let shared = self.state.shared.clone();
         let control = self.control.clone();
-        let mut keep_alive: Option<Pin<Box<Sleep>>> =
-            self.keep_alive.map(|k| Box::pin(tokio::time::sleep(k)));
+        let mut keep_alive: Option<Pin<Box<Sleep>>> = self.keep_alive.map(|k| Box::pin(tokio::time::sleep(k)));
         // Packets that arrived together with CONNECT.
-        if let Err(reason) = self.handle_input() {
+        if let Err(reason) = self.handle_input().await {
             return reason;
         }
         loop {
@@ -131,7 +152,7 @@ where
                         Ok(n) => {
                             add(&broker.stats.bytes_received, n as u64);
                             self.last_received = Instant::now();
-                            if let Err(reason) = self.handle_input() {
+                            if let Err(reason) = self.handle_input().await {
                                 return reason;
                             }
                         }
@@ -153,13 +174,13 @@ where
     }
 
     /// Decodes and handles every whole packet in the read buffer.
-    fn handle_input(&mut self) -> Result<(), CloseReason> {
+    async fn handle_input(&mut self) -> Result<(), CloseReason> {
         loop {
             let max = self.broker.options.limits.max_packet_size;
             match corvid_protocol::decode(&mut self.rbuf, self.version, max) {
                 Ok(Some(packet)) => {
                     add(&self.broker.stats.messages_received, 1);
-                    self.handle_packet(packet)?;
+                    self.handle_packet(packet).await?;
                 }
                 Ok(None) => return Ok(()),
                 Err(error) => return Err(self.malformed(&error)),
@@ -209,12 +230,8 @@ where
         match reason {
             CloseReason::TakenOver => self.send_disconnect(ReasonCode::SessionTakenOver, None),
             CloseReason::Kicked(code) => self.send_disconnect(code, None),
-            CloseReason::ServerShutdown => {
-                self.send_disconnect(ReasonCode::ServerShuttingDown, None)
-            }
-            CloseReason::KeepAliveTimeout => {
-                self.send_disconnect(ReasonCode::KeepAliveTimeout, None)
-            }
+            CloseReason::ServerShutdown => self.send_disconnect(ReasonCode::ServerShuttingDown, None),
+            CloseReason::KeepAliveTimeout => self.send_disconnect(ReasonCode::KeepAliveTimeout, None),
             _ => {}
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -244,33 +261,31 @@ where
                 Some(PendingWill {
                     will,
                     publisher: self.client_id.clone(),
+                    items: self.state.shared.items.clone(),
                     due,
                 })
             }
         });
         let persist = (expiry > 0).then(|| {
-            let expires_at =
-                (expiry != u32::MAX).then(|| now + Duration::from_secs(u64::from(expiry)));
+            let expires_at = (expiry != u32::MAX).then(|| now + Duration::from_secs(u64::from(expiry)));
             (expires_at, pending_will)
         });
         tracing::info!(client_id = %self.client_id, remote = %self.remote, reason = ?reason, "client disconnected");
+        broker.emit(|| Event::ClientDisconnected {
+            client_id: self.client_id.clone(),
+            remote_addr: self.remote,
+            kind: reason.kind(),
+            reason_code: reason.reason_code(),
+        });
+        let items = self.state.shared.items.clone();
         let placeholder = SessionState::new(self.state.shared.clone(), 0);
         let state = std::mem::replace(&mut self.state, placeholder);
-        match broker.registry.release(
-            &self.client_id,
-            self.generation,
-            &self.control,
-            state,
-            persist,
-        ) {
+        match broker.registry.release(&self.client_id, self.generation, &self.control, state, persist) {
             Released::Kept => {}
             Released::Ended(state) => broker.end_session(state),
         }
         if let Some(will) = immediate_will {
-            broker.publish(
-                crate::broker::will_message(will, self.client_id.clone()),
-                None,
-            );
+            broker.publish_will(will, self.client_id.clone(), &items).await;
         }
     }
 }

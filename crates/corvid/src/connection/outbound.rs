@@ -1,12 +1,11 @@
 //! Messages to the client: draining the session queue within the send quota, topic aliases, expiry, size limits.
 
 use super::{BATCH, CloseReason, Connection, WRITE_HIGH_WATER};
+use crate::events::{DropReason, Event};
 use crate::message::Delivery;
 use crate::session::{Inflight, OutboundState};
 use crate::stats::add;
-use corvid_protocol::{
-    Packet, PacketId, PubResponse, Publish, PublishProperties, QoS, TopicName, encoded_len,
-};
+use corvid_protocol::{Packet, PacketId, PubResponse, Publish, PublishProperties, QoS, TopicName, encoded_len};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -39,21 +38,26 @@ where
 
     fn write_delivery(&mut self, delivery: Delivery, now: Instant) {
         if delivery.message.is_expired(now) {
-            add(&self.broker.stats.publish_dropped, 1);
+            self.dropped(&delivery, DropReason::Expired);
             return;
         }
         let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| self.state.allocate_packet_id());
         if self.encode_publish(&delivery, packet_id, false, now) {
             if let Some(packet_id) = packet_id {
-                self.track(Inflight {
-                    packet_id,
-                    delivery,
-                    state: OutboundState::AwaitingAck,
-                });
+                self.track(Inflight { packet_id, delivery, state: OutboundState::AwaitingAck });
             }
         } else {
-            add(&self.broker.stats.publish_dropped, 1);
+            self.dropped(&delivery, DropReason::TooLarge);
         }
+    }
+
+    fn dropped(&self, delivery: &Delivery, reason: DropReason) {
+        add(&self.broker.stats.publish_dropped, 1);
+        self.broker.emit(|| Event::MessageDropped {
+            client_id: self.client_id.clone(),
+            message: delivery.message.clone(),
+            reason,
+        });
     }
 
     /// Resends every unacknowledged message of a resumed session: PUBLISH with DUP, or PUBREL.
@@ -65,22 +69,14 @@ where
                 OutboundState::AwaitingAck => {
                     self.encode_publish(&item.delivery, Some(item.packet_id), true, now);
                 }
-                OutboundState::AwaitingComp => {
-                    self.send(&Packet::PubRel(PubResponse::new(item.packet_id)))
-                }
+                OutboundState::AwaitingComp => self.send(&Packet::PubRel(PubResponse::new(item.packet_id))),
             }
         }
         self.state.inflight = inflight;
     }
 
     /// Encodes one PUBLISH for this client. Returns false when the client cannot take it (too large).
-    fn encode_publish(
-        &mut self,
-        d: &Delivery,
-        packet_id: Option<PacketId>,
-        dup: bool,
-        now: Instant,
-    ) -> bool {
+    fn encode_publish(&mut self, d: &Delivery, packet_id: Option<PacketId>, dup: bool, now: Instant) -> bool {
         let message = &d.message;
         let v5 = self.version.is_v5();
         let mut topic = message.topic.clone();
