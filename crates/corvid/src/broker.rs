@@ -7,10 +7,11 @@ use crate::message::{Delivery, Message};
 use crate::options::ServerOptions;
 use crate::registry::Registry;
 use crate::retained::Retained;
+use crate::session::SessionShared;
 use crate::session::{Enqueued, PendingWill, SessionState};
 use crate::stats::{Stats, add};
-use crate::subscriptions::{Match, Subscriptions};
-use corvid_protocol::{ByteString, PublishProperties, QoS, Will};
+use crate::subscriptions::{Match, Subscriber, Subscriptions};
+use corvid_protocol::{ByteString, PublishProperties, QoS, RetainHandling, SubscriptionOptions, TopicFilter, Will};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +32,10 @@ pub(crate) struct Broker {
     pub(crate) tasks: TaskTracker,
     pub(crate) started: Instant,
     pub(crate) events: tokio::sync::broadcast::Sender<Event>,
+    /// Where retained changes go, when a retained store is configured.
+    pub(crate) retained_writer: Option<crate::store::RetainedWriter>,
+    /// False while draining: new connections are refused with "server unavailable".
+    pub(crate) accepting: std::sync::atomic::AtomicBool,
     next_id: AtomicU64,
 }
 
@@ -40,8 +45,9 @@ thread_local! {
 }
 
 impl Broker {
-    pub(crate) fn new(options: ServerOptions) -> Self {
+    pub(crate) fn new(options: ServerOptions, retained_writer: Option<crate::store::RetainedWriter>) -> Self {
         Self {
+            retained_writer,
             events: tokio::sync::broadcast::channel(options.event_capacity.max(1)).0,
             options,
             subscriptions: Subscriptions::default(),
@@ -51,6 +57,7 @@ impl Broker {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             started: Instant::now(),
+            accepting: std::sync::atomic::AtomicBool::new(true),
             next_id: AtomicU64::new(1),
         }
     }
@@ -108,12 +115,7 @@ impl Broker {
         let message = Arc::new(message);
         self.emit(|| Event::MessageReceived { client_id: message.publisher.clone(), message: message.clone() });
         if message.retain && self.options.limits.retain_available {
-            let deleted = message.payload.is_empty();
-            self.retained.set(message.clone());
-            self.emit(|| Event::RetainedMessageChanged {
-                topic: message.topic.clone(),
-                message: (!deleted).then(|| message.clone()),
-            });
+            self.set_retained(message.clone());
         }
         let delivered = self.route(&message, origin);
         if delivered == 0 {
@@ -186,11 +188,54 @@ impl Broker {
 
     /// Removes every subscription of a session that ended.
     pub(crate) fn end_session(&self, state: SessionState) {
-        for filter in state.subscriptions.keys() {
+        let filters: Vec<TopicFilter> = state.shared.subscriptions.lock().drain().map(|(f, _)| f).collect();
+        for filter in &filters {
             self.subscriptions.unsubscribe(filter, state.shared.id);
         }
         state.shared.clear();
         self.emit(|| Event::SessionDeleted { client_id: state.shared.client_id.clone() });
+    }
+
+    /// Adds or replaces a subscription of `session`, and queues the retained messages its retain handling asks for
+    /// (none for shared subscriptions). Returns whether it existed.
+    pub(crate) fn subscribe(
+        &self,
+        session: &Arc<SessionShared>,
+        filter: TopicFilter,
+        options: SubscriptionOptions,
+        subscription_id: Option<u32>,
+    ) -> bool {
+        let subscriber = Subscriber { session: session.clone(), options, subscription_id };
+        let existed = self.subscriptions.subscribe(&filter, subscriber);
+        let send_retained = filter.shared().is_none()
+            && match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+        if send_retained {
+            for message in self.retained.matching(&filter, Instant::now()) {
+                session.enqueue_unbounded(Delivery {
+                    qos: message.qos.min(options.qos),
+                    retain: true,
+                    subscription_ids: subscription_id.into_iter().collect(),
+                    message,
+                });
+            }
+        }
+        self.emit(|| Event::Subscribed { client_id: session.client_id.clone(), topic_filter: filter.clone(), options });
+        session.subscriptions.lock().insert(filter, (options, subscription_id));
+        existed
+    }
+
+    /// Removes a subscription of `session`. Returns whether it existed.
+    pub(crate) fn unsubscribe(&self, session: &SessionShared, filter: &TopicFilter) -> bool {
+        let existed = session.subscriptions.lock().remove(filter).is_some();
+        self.subscriptions.unsubscribe(filter, session.id);
+        if existed {
+            self.emit(|| Event::Unsubscribed { client_id: session.client_id.clone(), topic_filter: filter.clone() });
+        }
+        existed
     }
 
     /// Publishes a will message, through the publish interceptor.

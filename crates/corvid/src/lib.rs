@@ -17,6 +17,8 @@
 //! - [`hooks`]: connection validator, publish, subscription and unsubscription interceptors, delivery filter.
 //! - [`events`]: [`Event`]s for observers.
 //! - `items`: [`SessionItems`], per-session data for hooks.
+//! - [`store`]: [`RetainedStore`], pluggable storage of retained messages.
+//! - `admin`: draining, listing clients and sessions, acting on them, retained messages.
 //! - `server`: [`Server`]: listeners, accept loops, in-process publish, stop.
 //! - `connection`: the per-connection task: CONNECT, the packet handlers, the outbound queue drain.
 //! - `broker`: shared state and the publish path (retained, match, queue).
@@ -27,6 +29,7 @@
 //! - `message`: [`Message`], the application message.
 //! - `stats`, `sys`: counters and `$SYS` topics.
 
+mod admin;
 mod broker;
 mod connection;
 pub mod events;
@@ -39,9 +42,11 @@ mod retained;
 mod server;
 mod session;
 mod stats;
+pub mod store;
 mod subscriptions;
 mod sys;
 
+pub use admin::{ClientInfo, SessionInfo};
 pub use corvid_protocol as protocol;
 pub use corvid_protocol::{ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
 pub use events::{DisconnectKind, DropReason, Event};
@@ -54,3 +59,4 @@ pub use message::Message;
 pub use options::{Endpoint, Limits, OverflowPolicy, ServerOptions, ServerOptionsBuilder};
 pub use server::Server;
 pub use stats::{Stats, StatsSnapshot};
+pub use store::{RetainedChange, RetainedStore, StoreError};

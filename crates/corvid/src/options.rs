@@ -4,6 +4,7 @@ use crate::events::{Event, EventHandler};
 use crate::hooks::{
     ConnectContext, DeliveryContext, Hook, Hooks, PublishContext, SubscriptionContext, UnsubscriptionContext,
 };
+use crate::store::RetainedStore;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -88,6 +89,7 @@ pub struct ServerOptions {
     pub event_capacity: usize,
     pub(crate) hooks: Hooks,
     pub(crate) event_handlers: Vec<EventHandler>,
+    pub(crate) retained_store: Option<Arc<dyn RetainedStore>>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -101,6 +103,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("event_capacity", &self.event_capacity)
             .field("hooks", &self.hooks)
             .field("event_handlers", &self.event_handlers.len())
+            .field("retained_store", &self.retained_store.is_some())
             .finish()
     }
 }
@@ -117,6 +120,7 @@ impl Default for ServerOptions {
             event_capacity: 4096,
             hooks: Hooks::default(),
             event_handlers: Vec::new(),
+            retained_store: None,
         }
     }
 }
@@ -332,6 +336,12 @@ impl ServerOptionsBuilder {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.options.event_handlers.push(Arc::new(move |e| Box::pin(f(e))));
+        self
+    }
+
+    /// Keeps retained messages in `store`: loaded when the server starts, saved on every change.
+    pub fn with_retained_store(mut self, store: impl RetainedStore) -> Self {
+        self.options.retained_store = Some(Arc::new(store));
         self
     }
 

@@ -5,12 +5,15 @@
 //! connection, when it ends for whatever reason, looks for that request under the lock before it stores its session,
 //! so the session goes to exactly one place.
 
-use crate::session::{PendingWill, SessionState};
-use corvid_protocol::{ByteString, ReasonCode};
+use crate::session::{PendingWill, SessionShared, SessionState};
+use corvid_protocol::{ByteString, ProtocolVersion, ReasonCode};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
+use std::time::SystemTime;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -22,14 +25,52 @@ pub(crate) enum Handoff {
     Kick(ReasonCode),
 }
 
+/// Facts and counters of a running connection.
+pub(crate) struct ConnInfo {
+    pub(crate) remote: SocketAddr,
+    pub(crate) protocol: ProtocolVersion,
+    pub(crate) username: Option<ByteString>,
+    pub(crate) connected_at: SystemTime,
+    pub(crate) bytes_received: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) messages_received: AtomicU64,
+    pub(crate) messages_sent: AtomicU64,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(remote: SocketAddr, protocol: ProtocolVersion, username: Option<ByteString>) -> Self {
+        Self {
+            remote,
+            protocol,
+            username,
+            connected_at: SystemTime::now(),
+            bytes_received: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            messages_received: AtomicU64::new(0),
+            messages_sent: AtomicU64::new(0),
+        }
+    }
+}
+
 /// How the registry reaches a running connection.
-#[derive(Default)]
 pub(crate) struct ConnControl {
     pub(crate) cancel: CancellationToken,
     handoff: Mutex<Option<Handoff>>,
+    /// Set when the process deletes the session: the connection ends it instead of storing it.
+    pub(crate) delete_session: AtomicBool,
+    pub(crate) info: ConnInfo,
 }
 
 impl ConnControl {
+    pub(crate) fn new(info: ConnInfo) -> Self {
+        Self {
+            cancel: CancellationToken::new(),
+            handoff: Mutex::new(None),
+            delete_session: AtomicBool::new(false),
+            info,
+        }
+    }
+
     /// The hand-off request left for this connection, if any. Only called under the registry lock.
     fn take_handoff(&self) -> Option<Handoff> {
         self.handoff.lock().take()
@@ -52,7 +93,7 @@ impl ConnControl {
 /// A registry entry.
 pub(crate) enum Entry {
     /// A connection serves the session.
-    Online { generation: u64, control: Arc<ConnControl> },
+    Online { generation: u64, control: Arc<ConnControl>, session: Option<Arc<SessionShared>> },
     /// The client is away; the session waits for it until it expires.
     Offline(Box<OfflineSession>),
 }
@@ -60,6 +101,7 @@ pub(crate) enum Entry {
 /// A session whose client is away.
 pub(crate) struct OfflineSession {
     pub(crate) state: SessionState,
+    pub(crate) disconnected_at: SystemTime,
     pub(crate) expires_at: Option<Instant>,
     pub(crate) will: Option<PendingWill>,
 }
@@ -99,7 +141,7 @@ impl Registry {
     /// Makes the calling connection the owner of `client_id` and says what it found.
     pub(crate) fn claim(&self, client_id: &ByteString, generation: u64, control: Arc<ConnControl>) -> Previous {
         let mut entries = self.entries.lock();
-        let new = Entry::Online { generation, control };
+        let new = Entry::Online { generation, control, session: None };
         match entries.insert(client_id.clone(), new) {
             None => Previous::None,
             Some(Entry::Offline(offline)) => Previous::Offline(offline),
@@ -109,6 +151,15 @@ impl Registry {
                 old.cancel.cancel();
                 Previous::Online(rx)
             }
+        }
+    }
+
+    /// Records which session the connection that claimed `client_id` serves, once it has decided.
+    pub(crate) fn attach(&self, client_id: &ByteString, generation: u64, shared: Arc<SessionShared>) {
+        if let Some(Entry::Online { generation: g, session, .. }) = self.entries.lock().get_mut(client_id)
+            && *g == generation
+        {
+            *session = Some(shared);
         }
     }
 
@@ -135,7 +186,15 @@ impl Registry {
         }
         match persist {
             Some((expires_at, will)) => {
-                entries.insert(client_id.clone(), Entry::Offline(Box::new(OfflineSession { state, expires_at, will })));
+                entries.insert(
+                    client_id.clone(),
+                    Entry::Offline(Box::new(OfflineSession {
+                        state,
+                        disconnected_at: SystemTime::now(),
+                        expires_at,
+                        will,
+                    })),
+                );
                 Released::Kept
             }
             None => {
@@ -171,11 +230,15 @@ impl Registry {
         swept
     }
 
-    /// Asks the connection of `client_id` to end with `reason`. Returns whether one was connected.
-    pub(crate) fn kick(&self, client_id: &str, reason: ReasonCode) -> bool {
+    /// Asks the connection of `client_id` to end with `reason`; with `delete`, its session ends too. Returns
+    /// whether one was connected.
+    pub(crate) fn kick(&self, client_id: &str, reason: ReasonCode, delete: bool) -> bool {
         let entries = self.entries.lock();
         match entries.get(client_id) {
             Some(Entry::Online { control, .. }) => {
+                if delete {
+                    control.delete_session.store(true, Ordering::Relaxed);
+                }
                 let mut slot = control.handoff.lock();
                 if slot.is_none() {
                     *slot = Some(Handoff::Kick(reason));
@@ -184,6 +247,33 @@ impl Registry {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Runs `f` on every entry, under the lock: keep it short.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&ByteString, &Entry)) {
+        for (id, entry) in self.entries.lock().iter() {
+            f(id, entry);
+        }
+    }
+
+    /// The shared part of the session of `client_id`, online or not.
+    pub(crate) fn session(&self, client_id: &str) -> Option<Arc<SessionShared>> {
+        match self.entries.lock().get(client_id)? {
+            Entry::Online { session, .. } => session.clone(),
+            Entry::Offline(offline) => Some(offline.state.shared.clone()),
+        }
+    }
+
+    /// Removes the session of an offline client and returns it for cleanup.
+    pub(crate) fn remove_offline(&self, client_id: &str) -> Option<SessionState> {
+        let mut entries = self.entries.lock();
+        match entries.get(client_id)? {
+            Entry::Offline(_) => match entries.remove(client_id) {
+                Some(Entry::Offline(offline)) => Some(offline.state),
+                _ => None,
+            },
+            Entry::Online { .. } => None,
         }
     }
 

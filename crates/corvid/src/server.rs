@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpSocket};
 /// # }
 /// ```
 pub struct Server {
-    broker: Arc<Broker>,
+    pub(crate) broker: Arc<Broker>,
     local_addrs: Vec<SocketAddr>,
 }
 
@@ -38,7 +38,26 @@ impl Server {
                 Endpoint::Tcp(addr) => listeners.push(bind(*addr, options.backlog)?),
             }
         }
-        let broker = Arc::new(Broker::new(options));
+        let store = options.retained_store.clone();
+        let (writer, write_task) = match &store {
+            Some(store) => {
+                let (writer, task) = crate::store::writer(store.clone());
+                (Some(writer), Some(task))
+            }
+            None => (None, None),
+        };
+        let broker = Arc::new(Broker::new(options, writer));
+        if let Some(store) = &store {
+            let now = Instant::now();
+            for mut message in crate::store::load(store).await.map_err(io::Error::other)? {
+                message.retain = true;
+                message.stamp_expiry(now);
+                broker.retained.set(Arc::new(message));
+            }
+        }
+        if let Some(task) = write_task {
+            broker.tasks.spawn(task(broker.clone()));
+        }
         for handler in broker.options.event_handlers.clone() {
             let events = broker.events.subscribe();
             broker.tasks.spawn(run_event_handler(handler, events));
@@ -74,22 +93,6 @@ impl Server {
     /// that falls further behind skips the oldest (`RecvError::Lagged`).
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.broker.events.subscribe()
-    }
-
-    /// The retained message of `topic`, if there is one.
-    pub fn retained_message(&self, topic: &str) -> Option<Message> {
-        self.broker.retained.get(topic).map(|m| (*m).clone())
-    }
-
-    /// Every retained message.
-    pub fn retained_messages(&self) -> Vec<Message> {
-        self.broker.retained.all().into_iter().map(|m| (*m).clone()).collect()
-    }
-
-    /// Disconnects the client with this identifier; MQTT 5 clients get DISCONNECT with `reason`. Returns whether
-    /// the client was connected.
-    pub fn disconnect_client(&self, client_id: &str, reason: crate::ReasonCode) -> bool {
-        self.broker.registry.kick(client_id, reason)
     }
 
     /// The broker's counters now.

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
 
 /// The part of a session that publishers reach: its identity and its bounded outbound queue.
@@ -19,6 +19,9 @@ pub(crate) struct SessionShared {
     pub(crate) client_id: ByteString,
     /// Items for hooks; they live as long as the session.
     pub(crate) items: SessionItems,
+    /// The session's subscriptions (the index holds them too, for matching).
+    pub(crate) subscriptions: Mutex<HashMap<TopicFilter, (SubscriptionOptions, Option<u32>)>>,
+    pub(crate) created: SystemTime,
     outbox: Mutex<Outbox>,
     /// Woken when the queue goes from empty to non-empty.
     pub(crate) notify: Notify,
@@ -56,6 +59,8 @@ impl SessionShared {
             id,
             client_id,
             items,
+            subscriptions: Mutex::new(HashMap::new()),
+            created: SystemTime::now(),
             outbox: Mutex::new(Outbox { queue: VecDeque::new(), limit, policy }),
             notify: Notify::new(),
             online: AtomicBool::new(false),
@@ -100,6 +105,19 @@ impl SessionShared {
         result
     }
 
+    /// Queues a delivery whatever the bound (retained messages at subscribe, which the retained store bounds).
+    pub(crate) fn enqueue_unbounded(&self, delivery: Delivery) {
+        let was_empty = {
+            let mut outbox = self.outbox.lock();
+            let was_empty = outbox.queue.is_empty();
+            outbox.queue.push_back(delivery);
+            was_empty
+        };
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+
     /// Moves up to `max` queued deliveries into `out`, oldest first; `max_qos_positive` bounds how many of them may
     /// be QoS 1 or 2 (the send quota). Stops at the first QoS 1/2 delivery beyond the quota, keeping order.
     pub(crate) fn take_batch(&self, out: &mut Vec<Delivery>, max: usize, mut quota: usize) {
@@ -128,6 +146,11 @@ impl SessionShared {
         }
     }
 
+    /// How many deliveries are queued.
+    pub(crate) fn queued(&self) -> usize {
+        self.outbox.lock().queue.len()
+    }
+
     /// Drops every queued delivery.
     pub(crate) fn clear(&self) {
         self.outbox.lock().queue.clear();
@@ -154,7 +177,6 @@ pub(crate) struct Inflight {
 /// the client is away.
 pub(crate) struct SessionState {
     pub(crate) shared: Arc<SessionShared>,
-    pub(crate) subscriptions: HashMap<TopicFilter, SubscriptionOptions>,
     /// Outbound QoS 1/2 messages in the order they were sent.
     pub(crate) inflight: VecDeque<Inflight>,
     next_packet_id: u16,
@@ -166,14 +188,7 @@ pub(crate) struct SessionState {
 
 impl SessionState {
     pub(crate) fn new(shared: Arc<SessionShared>, expiry_interval: u32) -> Self {
-        Self {
-            shared,
-            subscriptions: HashMap::new(),
-            inflight: VecDeque::new(),
-            next_packet_id: 1,
-            incoming_qos2: HashSet::new(),
-            expiry_interval,
-        }
+        Self { shared, inflight: VecDeque::new(), next_packet_id: 1, incoming_qos2: HashSet::new(), expiry_interval }
     }
 
     /// A packet identifier not used by any inflight message.

@@ -5,7 +5,7 @@ use crate::broker::Broker;
 use crate::events::Event;
 use crate::hooks::ConnectContext;
 use crate::items::SessionItems;
-use crate::registry::{ConnControl, Previous};
+use crate::registry::{ConnControl, ConnInfo, Previous};
 use crate::session::{SessionShared, SessionState};
 use crate::stats::add;
 use bytes::BytesMut;
@@ -118,6 +118,10 @@ where
     } else {
         connect.client_id.clone()
     };
+    if !broker.accepting.load(std::sync::atomic::Ordering::Relaxed) {
+        refuse(&mut stream, version, ReasonCode::ServerUnavailable).await;
+        return None;
+    }
     if connect.username.is_none() && !broker.options.allow_anonymous {
         refuse(&mut stream, version, ReasonCode::NotAuthorized).await;
         return None;
@@ -160,7 +164,7 @@ where
 
     // Claim the client identifier; take the session over from another connection if needed.
     let generation = broker.next_id();
-    let control = Arc::new(ConnControl::default());
+    let control = Arc::new(ConnControl::new(ConnInfo::new(remote, version, connect.username.clone())));
     let previous = match broker.registry.claim(&client_id, generation, control.clone()) {
         Previous::None => None,
         // Reconnecting cancels a will still waiting for its delay.
@@ -179,6 +183,7 @@ where
         None => (new_state(&broker, &client_id, items, expiry_interval), false),
     };
     state.expiry_interval = expiry_interval;
+    broker.registry.attach(&client_id, generation, state.shared.clone());
 
     let mut properties = ConnAckProperties::default();
     let mut keep_alive = connect.keep_alive;

@@ -3,13 +3,11 @@
 use super::{CloseReason, Connection};
 use crate::events::Event;
 use crate::hooks::{PublishDecision, SubscriptionContext, SubscriptionDecision, UnsubscriptionContext};
-use crate::message::{Delivery, Message};
+use crate::message::Message;
 use crate::session::{Inflight, OutboundState};
 use crate::stats::add;
-use crate::subscriptions::Subscriber;
 use corvid_protocol::{
-    AckProperties, Packet, PacketId, PubResponse, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
-    UnsubAck, Unsubscribe,
+    AckProperties, Packet, PacketId, PubResponse, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -196,9 +194,7 @@ where
     async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), CloseReason> {
         let subscription_id = subscribe.properties.subscription_identifier;
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
-        let mut retained = Vec::new();
         let mut close = None;
-        let now = Instant::now();
         for (filter, mut options) in subscribe.filters {
             if let Some(hook) = &self.broker.options.hooks.subscription_interceptor {
                 let ctx = SubscriptionContext {
@@ -222,30 +218,7 @@ where
                     }
                 }
             }
-            let subscriber = Subscriber { session: self.state.shared.clone(), options, subscription_id };
-            let existed = self.broker.subscriptions.subscribe(&filter, subscriber);
-            let send_retained = filter.shared().is_none()
-                && match options.retain_handling {
-                    RetainHandling::SendAtSubscribe => true,
-                    RetainHandling::SendIfNew => !existed,
-                    RetainHandling::DoNotSend => false,
-                };
-            if send_retained {
-                for message in self.broker.retained.matching(&filter, now) {
-                    retained.push(Delivery {
-                        qos: message.qos.min(options.qos),
-                        retain: true,
-                        subscription_ids: subscription_id.into_iter().collect(),
-                        message,
-                    });
-                }
-            }
-            self.broker.emit(|| Event::Subscribed {
-                client_id: self.client_id.clone(),
-                topic_filter: filter.clone(),
-                options,
-            });
-            self.state.subscriptions.insert(filter, options);
+            self.broker.subscribe(&self.state.shared, filter, options, subscription_id);
             reason_codes.push(match options.qos {
                 QoS::AtMostOnce => ReasonCode::Success,
                 QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
@@ -256,9 +229,6 @@ where
         self.send(&Packet::SubAck(suback));
         if let Some(code) = close {
             return Err(self.violation(code, "subscription refused"));
-        }
-        for delivery in retained {
-            self.state.shared.enqueue(delivery);
         }
         Ok(())
     }
@@ -281,11 +251,7 @@ where
                     continue;
                 }
             }
-            let existed = self.state.subscriptions.remove(&filter).is_some();
-            self.broker.subscriptions.unsubscribe(&filter, self.state.shared.id);
-            if existed {
-                self.broker.emit(|| Event::Unsubscribed { client_id: self.client_id.clone(), topic_filter: filter });
-            }
+            let existed = self.broker.unsubscribe(&self.state.shared, &filter);
             reason_codes.push(if existed { ReasonCode::Success } else { ReasonCode::NoSubscriptionExisted });
         }
         let unsuback =

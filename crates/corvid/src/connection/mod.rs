@@ -151,6 +151,7 @@ where
                         Ok(0) | Err(_) => return CloseReason::ConnectionLost,
                         Ok(n) => {
                             add(&broker.stats.bytes_received, n as u64);
+                            add(&control.info.bytes_received, n as u64);
                             self.last_received = Instant::now();
                             if let Err(reason) = self.handle_input().await {
                                 return reason;
@@ -180,6 +181,7 @@ where
             match corvid_protocol::decode(&mut self.rbuf, self.version, max) {
                 Ok(Some(packet)) => {
                     add(&self.broker.stats.messages_received, 1);
+                    add(&self.control.info.messages_received, 1);
                     self.handle_packet(packet).await?;
                 }
                 Ok(None) => return Ok(()),
@@ -210,6 +212,7 @@ where
     fn send(&mut self, packet: &Packet) {
         if encode(packet, self.version, &mut self.wbuf).is_ok() {
             add(&self.broker.stats.messages_sent, 1);
+            add(&self.control.info.messages_sent, 1);
         }
     }
 
@@ -222,6 +225,7 @@ where
         self.wbuf.clear();
         result.map_err(|_| CloseReason::ConnectionLost)?;
         add(&self.broker.stats.bytes_sent, n as u64);
+        add(&self.control.info.bytes_sent, n as u64);
         Ok(())
     }
 
@@ -266,7 +270,8 @@ where
                 })
             }
         });
-        let persist = (expiry > 0).then(|| {
+        let deleted = self.control.delete_session.load(std::sync::atomic::Ordering::Relaxed);
+        let persist = (expiry > 0 && !deleted).then(|| {
             let expires_at = (expiry != u32::MAX).then(|| now + Duration::from_secs(u64::from(expiry)));
             (expires_at, pending_will)
         });

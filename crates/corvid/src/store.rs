@@ -1,0 +1,139 @@
+//! Pluggable storage for retained messages: loaded at start, saved on change.
+//!
+//! The broker never waits for a retained store on the publish path: changes go through a bounded channel to a
+//! writer task, which groups them and calls the store on a blocking thread. A full channel makes the next save a
+//! whole-list save, so nothing is lost, only coalesced.
+
+use crate::broker::Broker;
+use crate::message::Message;
+use corvid_protocol::TopicName;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::mpsc;
+
+/// Why a store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A file's content is not what the store wrote.
+    #[error("{}: corrupt: {detail}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        detail: String,
+    },
+    /// Any other failure of a user-written store.
+    #[error("{0}")]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// One change to the retained messages.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RetainedChange {
+    /// The retained message of a topic was set.
+    Set(Arc<Message>),
+    /// The retained message of a topic was deleted.
+    Delete(TopicName),
+}
+
+/// A store of retained messages.
+///
+/// Implement [`RetainedStore::load`], and [`RetainedStore::save`] in one of two forms: write the whole list
+/// (`all()`, as MQTTnet's `SaveRetainedMessagesAsync` does), or apply `changes` one by one. Both methods run on a
+/// blocking thread, so plain file or database I/O is fine.
+pub trait RetainedStore: Send + Sync + 'static {
+    /// Every stored retained message; called once when the server starts.
+    fn load(&self) -> Result<Vec<Message>, StoreError>;
+
+    /// Saves the changes since the last call, in order. `all` returns every retained message now.
+    fn save(&self, changes: &[RetainedChange], all: &dyn Fn() -> Vec<Message>) -> Result<(), StoreError>;
+}
+
+/// How many changes wait for the writer before saves coalesce into a whole-list save.
+const CHANGE_QUEUE: usize = 16 * 1024;
+
+/// The broker's side of the retained store: the change queue.
+pub(crate) struct RetainedWriter {
+    tx: mpsc::Sender<RetainedChange>,
+    /// Set when a change could not be queued; the next save then covers the whole list.
+    overflowed: Arc<AtomicBool>,
+}
+
+impl RetainedWriter {
+    /// Queues a change for the writer task; never waits.
+    pub(crate) fn changed(&self, change: RetainedChange) {
+        if self.tx.try_send(change).is_err() {
+            self.overflowed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Creates the change queue and the writer task's future.
+pub(crate) fn writer(
+    store: Arc<dyn RetainedStore>,
+) -> (RetainedWriter, impl FnOnce(Arc<Broker>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
+    let (tx, rx) = mpsc::channel(CHANGE_QUEUE);
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let flag = overflowed.clone();
+    let run = move |broker: Arc<Broker>| -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(write_loop(store, broker, rx, flag))
+    };
+    (RetainedWriter { tx, overflowed }, run)
+}
+
+async fn write_loop(
+    store: Arc<dyn RetainedStore>,
+    broker: Arc<Broker>,
+    mut rx: mpsc::Receiver<RetainedChange>,
+    overflowed: Arc<AtomicBool>,
+) {
+    let mut batch = Vec::new();
+    loop {
+        let stopping = tokio::select! {
+            n = rx.recv_many(&mut batch, 1024) => n == 0,
+            () = broker.shutdown.cancelled() => true,
+        };
+        while let Ok(change) = rx.try_recv() {
+            batch.push(change);
+        }
+        let whole = overflowed.swap(false, Ordering::Relaxed);
+        if !batch.is_empty() || whole {
+            let changes = std::mem::take(&mut batch);
+            let store = store.clone();
+            let b = broker.clone();
+            let saved = tokio::task::spawn_blocking(move || {
+                let all = || b.retained.all().into_iter().map(|m| (*m).clone()).collect::<Vec<_>>();
+                store.save(&changes, &all)
+            })
+            .await;
+            match saved {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "saving retained messages failed");
+                    overflowed.store(true, Ordering::Relaxed);
+                }
+                Err(error) => tracing::error!(%error, "retained store panicked"),
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Loads the stored retained messages, on a blocking thread.
+pub(crate) async fn load(store: &Arc<dyn RetainedStore>) -> Result<Vec<Message>, StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.load()).await.map_err(|e| StoreError::Other(Box::new(e)))?
+}
