@@ -56,7 +56,7 @@ impl Server {
             }
         }
         if let Some(task) = write_task {
-            broker.tasks.spawn(task(broker.clone()));
+            broker.tasks.spawn(task.run(broker.clone()));
         }
         for handler in broker.options.event_handlers.clone() {
             let events = broker.events.subscribe();

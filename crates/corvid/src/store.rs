@@ -79,55 +79,55 @@ impl RetainedWriter {
     }
 }
 
-/// Creates the change queue and the writer task's future.
-pub(crate) fn writer(
+/// The writer task, before it runs.
+pub(crate) struct WriterTask {
     store: Arc<dyn RetainedStore>,
-) -> (RetainedWriter, impl FnOnce(Arc<Broker>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
-    let (tx, rx) = mpsc::channel(CHANGE_QUEUE);
-    let overflowed = Arc::new(AtomicBool::new(false));
-    let flag = overflowed.clone();
-    let run = move |broker: Arc<Broker>| -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        Box::pin(write_loop(store, broker, rx, flag))
-    };
-    (RetainedWriter { tx, overflowed }, run)
+    rx: mpsc::Receiver<RetainedChange>,
+    overflowed: Arc<AtomicBool>,
 }
 
-async fn write_loop(
-    store: Arc<dyn RetainedStore>,
-    broker: Arc<Broker>,
-    mut rx: mpsc::Receiver<RetainedChange>,
-    overflowed: Arc<AtomicBool>,
-) {
-    let mut batch = Vec::new();
-    loop {
-        let stopping = tokio::select! {
-            n = rx.recv_many(&mut batch, 1024) => n == 0,
-            () = broker.shutdown.cancelled() => true,
-        };
-        while let Ok(change) = rx.try_recv() {
-            batch.push(change);
-        }
-        let whole = overflowed.swap(false, Ordering::Relaxed);
-        if !batch.is_empty() || whole {
-            let changes = std::mem::take(&mut batch);
-            let store = store.clone();
-            let b = broker.clone();
-            let saved = tokio::task::spawn_blocking(move || {
-                let all = || b.retained.all().into_iter().map(|m| (*m).clone()).collect::<Vec<_>>();
-                store.save(&changes, &all)
-            })
-            .await;
-            match saved {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "saving retained messages failed");
-                    overflowed.store(true, Ordering::Relaxed);
-                }
-                Err(error) => tracing::error!(%error, "retained store panicked"),
+/// Creates the change queue and the writer task that drains it.
+pub(crate) fn writer(store: Arc<dyn RetainedStore>) -> (RetainedWriter, WriterTask) {
+    let (tx, rx) = mpsc::channel(CHANGE_QUEUE);
+    let overflowed = Arc::new(AtomicBool::new(false));
+    (RetainedWriter { tx, overflowed: overflowed.clone() }, WriterTask { store, rx, overflowed })
+}
+
+impl WriterTask {
+    /// Saves changes as they come, until the server stops (then saves what is left).
+    pub(crate) async fn run(self, broker: Arc<Broker>) {
+        let WriterTask { store, mut rx, overflowed } = self;
+        let mut batch = Vec::new();
+        loop {
+            let stopping = tokio::select! {
+                n = rx.recv_many(&mut batch, 1024) => n == 0,
+                () = broker.shutdown.cancelled() => true,
+            };
+            while let Ok(change) = rx.try_recv() {
+                batch.push(change);
             }
-        }
-        if stopping {
-            return;
+            let whole = overflowed.swap(false, Ordering::Relaxed);
+            if !batch.is_empty() || whole {
+                let changes = std::mem::take(&mut batch);
+                let store = store.clone();
+                let b = broker.clone();
+                let saved = tokio::task::spawn_blocking(move || {
+                    let all = || b.retained.all().into_iter().map(|m| (*m).clone()).collect::<Vec<_>>();
+                    store.save(&changes, &all)
+                })
+                .await;
+                match saved {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "saving retained messages failed");
+                        overflowed.store(true, Ordering::Relaxed);
+                    }
+                    Err(error) => tracing::error!(%error, "retained store panicked"),
+                }
+            }
+            if stopping {
+                return;
+            }
         }
     }
 }
