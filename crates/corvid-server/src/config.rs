@@ -22,6 +22,38 @@ pub(crate) struct Config {
     /// Core limits.
     #[serde(default)]
     pub(crate) limits: LimitsConfig,
+    /// The durable store.
+    #[serde(default)]
+    pub(crate) storage: StorageConfig,
+}
+
+/// `[storage]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StorageConfig {
+    /// "always", "batched" or "never".
+    pub(crate) sync: Option<Sync>,
+    /// The group-commit window of `sync = "batched"`, in milliseconds.
+    pub(crate) batch_window_ms: Option<u64>,
+    /// "redb" (the default, durable) or "memory" (nothing survives a restart).
+    pub(crate) engine: Option<Engine>,
+}
+
+/// `sync` values.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Sync {
+    Always,
+    Batched,
+    Never,
+}
+
+/// `engine` values.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Engine {
+    Redb,
+    Memory,
 }
 
 /// One `[[listener]]`.
@@ -99,6 +131,9 @@ impl Config {
         }
         if self.limits.max_pending_messages_per_client == Some(0) {
             return Err(invalid("[limits] max_pending_messages_per_client: must be at least 1"));
+        }
+        if self.storage.batch_window_ms.is_some_and(|ms| ms > 1000) {
+            return Err(invalid("[storage] batch_window_ms: at most 1000"));
         }
         if let Some(size) = self.limits.max_packet_size
             && size < 64

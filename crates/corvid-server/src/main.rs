@@ -4,8 +4,10 @@ mod config;
 
 use anyhow::Context;
 use clap::Parser;
-use config::{Config, ListenerKind, Overflow};
+use config::{Config, Engine, ListenerKind, Overflow, Sync};
+use corvid::store::SyncPolicy;
 use corvid::{Endpoint, OverflowPolicy, Server, ServerOptions};
+use corvid_store_redb::RedbStore;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -163,11 +165,32 @@ fn options(args: &Args, config: Option<&Config>) -> ServerOptions {
     options
 }
 
+/// A start-up failure that the exit code reports.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("{0}")]
+    Store(String),
+}
+
 async fn run(args: Args, config: Option<Config>) -> anyhow::Result<()> {
-    let options = options(&args, config.as_ref());
-    let data_dir = args.data_dir.clone().or_else(|| config.as_ref().and_then(|c| c.data_dir.clone()));
-    if let Some(dir) = &data_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let mut options = options(&args, config.as_ref());
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| config.as_ref().and_then(|c| c.data_dir.clone()))
+        .unwrap_or_else(|| PathBuf::from("data"));
+    let storage = config.as_ref().map(|c| &c.storage);
+    let window = Duration::from_millis(storage.and_then(|s| s.batch_window_ms).unwrap_or(2));
+    let policy = match storage.and_then(|s| s.sync) {
+        Some(Sync::Always) => SyncPolicy::Always,
+        Some(Sync::Never) => SyncPolicy::Never,
+        Some(Sync::Batched) | None => SyncPolicy::Batched(window),
+    };
+    if storage.and_then(|s| s.engine) != Some(Engine::Memory) {
+        let path = data_dir.join("corvid.redb");
+        let store = RedbStore::open(&path).map_err(|e| StartError::Store(e.to_string()))?;
+        tracing::info!(path = %path.display(), sync = ?policy, "durable store");
+        options.set_persistent_store(store, policy);
     }
     let server = Server::start(options).await.context("cannot start")?;
     for addr in server.local_addrs() {

@@ -137,14 +137,39 @@ impl Server {
         let Some(session) = self.broker.registry.session(client_id) else { return false };
         message.stamp_expiry(Instant::now());
         let qos = message.qos;
-        session.enqueue(Delivery { message: Arc::new(message), qos, retain: false, subscription_ids: Vec::new() });
+        let mut delivery =
+            Delivery { message: Arc::new(message), qos, retain: false, subscription_ids: Vec::new(), seq: None };
+        let mut ops = Vec::new();
+        if qos != corvid_protocol::QoS::AtMostOnce && session.is_durable() && self.broker.durable.is_some() {
+            let seq = session.next_seq();
+            delivery.seq = Some(seq);
+            ops.push(crate::store::persistent::SessionOp::PutMessage {
+                client_id: session.client_id.clone(),
+                message: crate::store::persistent::StoredMessage {
+                    seq,
+                    message: delivery.message.clone(),
+                    qos,
+                    retain: false,
+                    subscription_ids: Vec::new(),
+                    state: crate::store::persistent::StoredMessageState::Queued,
+                },
+            });
+        }
+        self.broker.store_ops(ops);
+        session.enqueue(delivery);
         true
     }
 
     /// Drops every message queued for the session of `client_id`. Returns false if there is no such session.
     pub fn clear_session_queue(&self, client_id: &str) -> bool {
         let Some(session) = self.broker.registry.session(client_id) else { return false };
-        session.clear();
+        let ops = session
+            .clear()
+            .into_iter()
+            .filter_map(|d| d.seq)
+            .map(|seq| crate::store::persistent::SessionOp::DeleteMessage { client_id: session.client_id.clone(), seq })
+            .collect();
+        self.broker.store_ops(ops);
         true
     }
 
@@ -197,13 +222,17 @@ impl Server {
     pub fn set_retained_message(&self, mut message: Message) {
         message.retain = true;
         message.stamp_expiry(Instant::now());
-        self.broker.set_retained(Arc::new(message));
+        let message = Arc::new(message);
+        self.broker.set_retained(message.clone());
+        self.broker.store_ops(vec![crate::broker::retained_op(&message)]);
     }
 
     /// Deletes the retained message of `topic`. Returns whether there was one.
     pub fn delete_retained_message(&self, topic: &TopicName) -> bool {
         let empty = Message::new(topic.clone(), bytes::Bytes::new(), corvid_protocol::QoS::AtMostOnce, true);
-        self.broker.set_retained(Arc::new(empty))
+        let empty = Arc::new(empty);
+        self.broker.store_ops(vec![crate::broker::retained_op(&empty)]);
+        self.broker.set_retained(empty)
     }
 
     /// Deletes every retained message.

@@ -7,15 +7,16 @@ use crate::message::{Delivery, Message};
 use crate::options::ServerOptions;
 use crate::registry::Registry;
 use crate::retained::Retained;
-use crate::session::SessionShared;
-use crate::session::{Enqueued, PendingWill, SessionState};
+use crate::session::{Enqueued, PendingWill, SessionShared, SessionState};
 use crate::stats::{Stats, add};
+use crate::store::persistent::{SessionOp, StoredMessage, StoredMessageState};
+use crate::store::writer::{Durable, Ticket};
 use crate::subscriptions::{Match, Subscriber, Subscriptions};
 use corvid_protocol::{ByteString, PublishProperties, QoS, RetainHandling, SubscriptionOptions, TopicFilter, Will};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -33,21 +34,60 @@ pub(crate) struct Broker {
     pub(crate) started: Instant,
     pub(crate) events: tokio::sync::broadcast::Sender<Event>,
     /// Where retained changes go, when a retained store is configured.
-    pub(crate) retained_writer: Option<crate::store::RetainedWriter>,
+    pub(crate) retained_writer: Option<crate::store::retained_writer::RetainedWriter>,
+    /// The durable store of sessions and retained messages, if there is one.
+    pub(crate) durable: Option<Arc<Durable>>,
     /// False while draining: new connections are refused with "server unavailable".
     pub(crate) accepting: std::sync::atomic::AtomicBool,
     next_id: AtomicU64,
 }
 
+/// Reused routing buffers: the matches of a topic, and the deliveries made of them.
+type RouteBuffers = (Vec<Match>, Vec<(Arc<SessionShared>, Delivery)>);
+
 thread_local! {
-    /// Reused buffer of matches, so routing a message allocates nothing here.
-    static MATCHES: RefCell<Vec<Match>> = const { RefCell::new(Vec::new()) };
+    /// Reused buffers, so routing a message allocates nothing here.
+    static ROUTE: RefCell<RouteBuffers> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// What publishing a message did.
+pub(crate) struct Published {
+    /// How many sessions it was queued for.
+    pub(crate) delivered: usize,
+    /// Completes when the message is durable, when the publisher must wait for that.
+    pub(crate) ticket: Option<Ticket>,
+}
+
+/// The store record of a delivery.
+fn stored(delivery: &Delivery, seq: u64) -> StoredMessage {
+    StoredMessage {
+        seq,
+        message: delivery.message.clone(),
+        qos: delivery.qos,
+        retain: delivery.retain,
+        subscription_ids: delivery.subscription_ids.clone(),
+        state: StoredMessageState::Queued,
+    }
+}
+
+/// The store operation for a retained message (an empty payload deletes).
+pub(crate) fn retained_op(message: &Arc<Message>) -> SessionOp {
+    if message.payload.is_empty() {
+        SessionOp::DeleteRetained(message.topic.clone())
+    } else {
+        SessionOp::SetRetained(message.clone())
+    }
 }
 
 impl Broker {
-    pub(crate) fn new(options: ServerOptions, retained_writer: Option<crate::store::RetainedWriter>) -> Self {
+    pub(crate) fn new(
+        options: ServerOptions,
+        retained_writer: Option<crate::store::retained_writer::RetainedWriter>,
+        durable: Option<Arc<Durable>>,
+    ) -> Self {
         Self {
             retained_writer,
+            durable,
             events: tokio::sync::broadcast::channel(options.event_capacity.max(1)).0,
             options,
             subscriptions: Subscriptions::default(),
@@ -94,50 +134,71 @@ impl Broker {
         (ctx.message, ctx.decision)
     }
 
-    /// Intercepts, then publishes. Returns the decision and how many sessions the message was queued for.
+    /// Intercepts, then publishes; `extra_ops` join the durable batch of the message (e.g. the inbound QoS 2 packet
+    /// identifier). Returns the decision and what publishing did.
     pub(crate) async fn intercept_and_publish(
         &self,
         client_id: Option<&ByteString>,
         items: &SessionItems,
         message: Message,
         origin: Option<u64>,
-    ) -> (PublishDecision, usize) {
+        extra_ops: Vec<SessionOp>,
+    ) -> (PublishDecision, Published) {
         let (message, decision) = self.intercept(client_id, items, message).await;
         match decision {
-            PublishDecision::Accept => (decision, self.publish(message, origin)),
-            _ => (decision, 0),
+            PublishDecision::Accept => (decision, self.publish_with(message, origin, extra_ops)),
+            _ => {
+                let ticket = self.durable.as_ref().and_then(|d| d.submit(extra_ops, true));
+                (decision, Published { delivered: 0, ticket })
+            }
         }
     }
 
-    /// Publishes `message` as it is: updates the retained store, then queues it for every matching session.
-    /// `origin` is the publishing session, for No Local. Returns how many sessions it was queued for.
+    /// Publishes `message` as it is, without waiting for durability. Returns how many sessions it was queued for.
     pub(crate) fn publish(&self, message: Message, origin: Option<u64>) -> usize {
+        self.publish_with(message, origin, Vec::new()).delivered
+    }
+
+    /// Publishes `message` as it is: updates the retained messages, then queues it for every matching session.
+    /// `origin` is the publishing session, for No Local. The operations for the durable store (the message for
+    /// each durable session, the retained change, `extra_ops`) are handed to the writer before any subscriber can
+    /// see the message, so an acknowledgement can never overtake the message in the store.
+    pub(crate) fn publish_with(&self, message: Message, origin: Option<u64>, extra_ops: Vec<SessionOp>) -> Published {
         let message = Arc::new(message);
         self.emit(|| Event::MessageReceived { client_id: message.publisher.clone(), message: message.clone() });
+        let mut ops = extra_ops;
         if message.retain && self.options.limits.retain_available {
             self.set_retained(message.clone());
+            // `$SYS` topics are the broker's own, rebuilt at every start.
+            if self.durable.is_some() && !message.topic.starts_with("$SYS/") {
+                ops.push(retained_op(&message));
+            }
         }
-        let delivered = self.route(&message, origin);
-        if delivered == 0 {
+        let published = ROUTE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buffers) => {
+                let (matches, targets) = &mut *buffers;
+                let published = self.route(&message, origin, matches, targets, ops);
+                matches.clear();
+                targets.clear();
+                published
+            }
+            // Re-entered on this thread: use fresh buffers.
+            Err(_) => self.route(&message, origin, &mut Vec::new(), &mut Vec::new(), ops),
+        });
+        if published.delivered == 0 {
             self.emit(|| Event::MessageNotConsumed { client_id: message.publisher.clone(), message: message.clone() });
         }
-        delivered
+        published
     }
 
-    fn route(&self, message: &Arc<Message>, origin: Option<u64>) -> usize {
-        MATCHES.with(|cell| {
-            let Ok(mut matches) = cell.try_borrow_mut() else {
-                // Re-entered from inside a route on this thread: use a fresh buffer.
-                let mut fresh = Vec::new();
-                return self.route_into(message, origin, &mut fresh);
-            };
-            let n = self.route_into(message, origin, &mut matches);
-            matches.clear();
-            n
-        })
-    }
-
-    fn route_into(&self, message: &Arc<Message>, origin: Option<u64>, matches: &mut Vec<Match>) -> usize {
+    fn route(
+        &self,
+        message: &Arc<Message>,
+        origin: Option<u64>,
+        matches: &mut Vec<Match>,
+        targets: &mut Vec<(Arc<SessionShared>, Delivery)>,
+        mut ops: Vec<SessionOp>,
+    ) -> Published {
         self.subscriptions.matches(&message.topic, matches);
         if let Some(origin) = origin {
             matches.retain(|m| !(m.options.no_local && m.session.id == origin));
@@ -145,7 +206,6 @@ impl Broker {
         if matches.len() > 1 {
             matches.sort_unstable_by_key(|m| (m.shared, m.session.id));
         }
-        let mut delivered = 0;
         let mut i = 0;
         while i < matches.len() {
             let first = &matches[i];
@@ -158,8 +218,6 @@ impl Broker {
             let group = &matches[i..end];
             let granted = group.iter().map(|m| m.options.qos).max().unwrap_or(QoS::AtMostOnce);
             let qos = message.qos.min(granted);
-            let retain = message.retain && group.iter().any(|m| m.options.retain_as_published);
-            let subscription_ids = group.iter().filter_map(|m| m.subscription_id).collect();
             let session = &first.session;
             // An offline persistent session keeps QoS 1 and 2 messages only.
             let wanted = qos != QoS::AtMostOnce || session.is_online();
@@ -170,29 +228,76 @@ impl Broker {
                 None => true,
             };
             if wanted && allowed() {
-                let delivery = Delivery { message: message.clone(), qos, retain, subscription_ids };
-                if session.enqueue(delivery) != Enqueued::Queued {
-                    add(&self.stats.publish_dropped, 1);
-                    self.emit(|| Event::MessageDropped {
+                let retain = message.retain && group.iter().any(|m| m.options.retain_as_published);
+                let subscription_ids = group.iter().filter_map(|m| m.subscription_id).collect();
+                let mut delivery = Delivery { message: message.clone(), qos, retain, subscription_ids, seq: None };
+                if qos != QoS::AtMostOnce && session.is_durable() && self.durable.is_some() {
+                    let seq = session.next_seq();
+                    delivery.seq = Some(seq);
+                    ops.push(SessionOp::PutMessage {
                         client_id: session.client_id.clone(),
-                        message: message.clone(),
-                        reason: DropReason::QueueFull,
+                        message: stored(&delivery, seq),
                     });
                 }
-                delivered += 1;
+                targets.push((session.clone(), delivery));
             }
             i = end;
         }
-        delivered
+        let ticket = self.durable.as_ref().and_then(|d| d.submit(ops, true));
+        let delivered = targets.len();
+        let mut deletes = Vec::new();
+        for (session, delivery) in targets.drain(..) {
+            let dropped = match session.enqueue(delivery) {
+                Enqueued::Queued => continue,
+                Enqueued::DroppedOldest(d) | Enqueued::DroppedNew(d) => d,
+            };
+            add(&self.stats.publish_dropped, 1);
+            if let Some(seq) = dropped.seq {
+                deletes.push(SessionOp::DeleteMessage { client_id: session.client_id.clone(), seq });
+            }
+            self.emit(|| Event::MessageDropped {
+                client_id: session.client_id.clone(),
+                message: dropped.message.clone(),
+                reason: DropReason::QueueFull,
+            });
+        }
+        self.store_ops(deletes);
+        Published { delivered, ticket }
     }
 
-    /// Removes every subscription of a session that ended.
+    /// Hands operations to the durable store without waiting (nothing happens without a store).
+    pub(crate) fn store_ops(&self, ops: Vec<SessionOp>) {
+        if let Some(durable) = &self.durable {
+            durable.submit(ops, false);
+        }
+    }
+
+    /// Writes a durable session's own record: expiry, disconnect time, subscriptions.
+    pub(crate) fn persist_session(&self, session: &SessionShared, disconnected_at: Option<SystemTime>) {
+        if self.durable.is_none() || !session.is_durable() {
+            return;
+        }
+        session.mark_stored();
+        let subscriptions =
+            session.subscriptions.lock().iter().map(|(f, (o, id))| (f.clone(), *o, *id)).collect::<Vec<_>>();
+        self.store_ops(vec![SessionOp::PutSession {
+            client_id: session.client_id.clone(),
+            expiry_interval: session.expiry_interval(),
+            disconnected_at,
+            subscriptions,
+        }]);
+    }
+
+    /// Removes every subscription of a session that ended, and its stored copy.
     pub(crate) fn end_session(&self, state: SessionState) {
         let filters: Vec<TopicFilter> = state.shared.subscriptions.lock().drain().map(|(f, _)| f).collect();
         for filter in &filters {
             self.subscriptions.unsubscribe(filter, state.shared.id);
         }
         state.shared.clear();
+        if state.shared.was_stored() {
+            self.store_ops(vec![SessionOp::DeleteSession { client_id: state.shared.client_id.clone() }]);
+        }
         self.emit(|| Event::SessionDeleted { client_id: state.shared.client_id.clone() });
     }
 
@@ -220,11 +325,13 @@ impl Broker {
                     retain: true,
                     subscription_ids: subscription_id.into_iter().collect(),
                     message,
+                    seq: None,
                 });
             }
         }
         self.emit(|| Event::Subscribed { client_id: session.client_id.clone(), topic_filter: filter.clone(), options });
         session.subscriptions.lock().insert(filter, (options, subscription_id));
+        self.persist_session(session, None);
         existed
     }
 
@@ -234,6 +341,7 @@ impl Broker {
         self.subscriptions.unsubscribe(filter, session.id);
         if existed {
             self.emit(|| Event::Unsubscribed { client_id: session.client_id.clone(), topic_filter: filter.clone() });
+            self.persist_session(session, None);
         }
         existed
     }
@@ -241,7 +349,7 @@ impl Broker {
     /// Publishes a will message, through the publish interceptor.
     pub(crate) async fn publish_will(&self, will: Will, publisher: ByteString, items: &SessionItems) {
         let message = will_message(will, publisher.clone());
-        self.intercept_and_publish(Some(&publisher), items, message, None).await;
+        self.intercept_and_publish(Some(&publisher), items, message, None, Vec::new()).await;
     }
 
     /// Removes expired sessions and publishes wills that are due.

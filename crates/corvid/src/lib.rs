@@ -20,6 +20,7 @@
 //! - [`store`]: [`RetainedStore`], pluggable storage of retained messages.
 //! - `admin`: draining, listing clients and sessions, acting on them, retained messages.
 //! - `server`: [`Server`]: listeners, accept loops, in-process publish, stop.
+//! - [`transport`]: TLS and WebSocket endpoints, [`ServerHandle`], axum routes (feature `axum`).
 //! - `connection`: the per-connection task: CONNECT, the packet handlers, the outbound queue drain.
 //! - `broker`: shared state and the publish path (retained, match, queue).
 //! - `subscriptions`: the subscription tree with shared groups.
@@ -45,6 +46,7 @@ mod stats;
 pub mod store;
 mod subscriptions;
 mod sys;
+pub mod transport;
 
 pub use admin::{ClientInfo, SessionInfo};
 pub use corvid_protocol as protocol;
@@ -60,3 +62,4 @@ pub use options::{Endpoint, Limits, OverflowPolicy, ServerOptions, ServerOptions
 pub use server::Server;
 pub use stats::{Stats, StatsSnapshot};
 pub use store::{RetainedChange, RetainedStore, StoreError};
+pub use transport::ServerHandle;

@@ -70,4 +70,6 @@ pub(crate) struct Delivery {
     pub(crate) retain: bool,
     /// Identifiers of every matching subscription that has one.
     pub(crate) subscription_ids: Vec<u32>,
+    /// Its position in the durable store's copy of the session queue, when it is stored.
+    pub(crate) seq: Option<u64>,
 }

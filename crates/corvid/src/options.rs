@@ -5,6 +5,7 @@ use crate::hooks::{
     ConnectContext, DeliveryContext, Hook, Hooks, PublishContext, SubscriptionContext, UnsubscriptionContext,
 };
 use crate::store::RetainedStore;
+use crate::store::persistent::{PersistentStore, SyncPolicy};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -69,6 +70,14 @@ impl Default for Limits {
 pub enum Endpoint {
     /// MQTT over plain TCP.
     Tcp(SocketAddr),
+    /// MQTT over TLS (port 8883 by convention).
+    #[cfg(feature = "tls")]
+    Tls(SocketAddr, crate::transport::TlsOptions),
+    /// MQTT over WebSocket (port 8083 and path `/mqtt` by convention).
+    WebSocket(SocketAddr, crate::transport::WebSocketOptions),
+    /// MQTT over WebSocket over TLS (port 8084 and path `/mqtt` by convention).
+    #[cfg(feature = "tls")]
+    WebSocketTls(SocketAddr, crate::transport::WebSocketOptions, crate::transport::TlsOptions),
 }
 
 /// Everything [`crate::Server::start`] needs. Build one with [`ServerOptions::builder`].
@@ -90,6 +99,9 @@ pub struct ServerOptions {
     pub(crate) hooks: Hooks,
     pub(crate) event_handlers: Vec<EventHandler>,
     pub(crate) retained_store: Option<Arc<dyn RetainedStore>>,
+    pub(crate) persistent_store: Option<Arc<dyn PersistentStore>>,
+    /// When the durable store's writes are made durable, and what publishers wait for.
+    pub sync_policy: SyncPolicy,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -104,6 +116,8 @@ impl std::fmt::Debug for ServerOptions {
             .field("hooks", &self.hooks)
             .field("event_handlers", &self.event_handlers.len())
             .field("retained_store", &self.retained_store.is_some())
+            .field("persistent_store", &self.persistent_store.is_some())
+            .field("sync_policy", &self.sync_policy)
             .finish()
     }
 }
@@ -121,11 +135,20 @@ impl Default for ServerOptions {
             hooks: Hooks::default(),
             event_handlers: Vec::new(),
             retained_store: None,
+            persistent_store: None,
+            sync_policy: SyncPolicy::default(),
         }
     }
 }
 
 impl ServerOptions {
+    /// Keeps sessions and retained messages in a durable store (see
+    /// [`ServerOptionsBuilder::with_persistent_store`]).
+    pub fn set_persistent_store(&mut self, store: impl PersistentStore, policy: SyncPolicy) {
+        self.persistent_store = Some(Arc::new(store));
+        self.sync_policy = policy;
+    }
+
     /// A builder starting from the defaults.
     pub fn builder() -> ServerOptionsBuilder {
         ServerOptionsBuilder::default()
@@ -342,6 +365,16 @@ impl ServerOptionsBuilder {
     /// Keeps retained messages in `store`: loaded when the server starts, saved on every change.
     pub fn with_retained_store(mut self, store: impl RetainedStore) -> Self {
         self.options.retained_store = Some(Arc::new(store));
+        self
+    }
+
+    /// Keeps sessions (subscriptions, queued and inflight QoS 1/2 messages) and retained messages in a durable
+    /// store, so they survive restarts and crashes. Under `policy` [`SyncPolicy::Always`] or
+    /// [`SyncPolicy::Batched`], a QoS 1/2 message for a persistent session is on disk before its publisher is
+    /// acknowledged.
+    pub fn with_persistent_store(mut self, store: impl PersistentStore, policy: SyncPolicy) -> Self {
+        self.options.persistent_store = Some(Arc::new(store));
+        self.options.sync_policy = policy;
         self
     }
 

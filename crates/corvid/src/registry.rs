@@ -265,6 +265,18 @@ impl Registry {
         }
     }
 
+    /// Adds a session restored from the durable store, its client away.
+    pub(crate) fn insert_offline(
+        &self,
+        client_id: ByteString,
+        state: SessionState,
+        expires_at: Option<Instant>,
+        disconnected_at: SystemTime,
+    ) {
+        let offline = OfflineSession { state, disconnected_at, expires_at, will: None };
+        self.entries.lock().insert(client_id, Entry::Offline(Box::new(offline)));
+    }
+
     /// Removes the session of an offline client and returns it for cleanup.
     pub(crate) fn remove_offline(&self, client_id: &str) -> Option<SessionState> {
         let mut entries = self.entries.lock();

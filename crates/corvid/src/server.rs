@@ -5,7 +5,7 @@ use crate::connection;
 use crate::events::Event;
 use crate::items::SessionItems;
 use crate::message::Message;
-use crate::options::{Endpoint, ServerOptions};
+use crate::options::ServerOptions;
 use crate::stats::StatsSnapshot;
 use std::io;
 use std::net::SocketAddr;
@@ -27,6 +27,9 @@ use tokio::net::{TcpListener, TcpSocket};
 pub struct Server {
     pub(crate) broker: Arc<Broker>,
     local_addrs: Vec<SocketAddr>,
+    pub(crate) transports: Vec<crate::transport::Acceptor>,
+    /// The durable store's writer, joined at stop.
+    durable_task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Server {
@@ -34,22 +37,38 @@ impl Server {
     pub async fn start(options: ServerOptions) -> io::Result<Self> {
         let mut listeners = Vec::new();
         for endpoint in &options.endpoints {
-            match endpoint {
-                Endpoint::Tcp(addr) => listeners.push(bind(*addr, options.backlog)?),
-            }
+            let acceptor = crate::transport::Acceptor::new(endpoint, &options)?;
+            listeners.push((bind(endpoint.addr(), options.backlog)?, acceptor));
         }
         let store = options.retained_store.clone();
         let (writer, write_task) = match &store {
             Some(store) => {
-                let (writer, task) = crate::store::writer(store.clone());
+                let (writer, task) = crate::store::retained_writer::writer(store.clone());
                 (Some(writer), Some(task))
             }
             None => (None, None),
         };
-        let broker = Arc::new(Broker::new(options, writer));
+        let durable = options
+            .persistent_store
+            .clone()
+            .map(|store| Arc::new(crate::store::writer::Durable::new(store, options.sync_policy)));
+        let broker = Arc::new(Broker::new(options, writer, durable.clone()));
+        let durable_task = match &durable {
+            Some(durable) => {
+                let store = durable.store().clone();
+                let loaded = tokio::task::spawn_blocking(move || store.load())
+                    .await
+                    .map_err(io::Error::other)?
+                    .map_err(io::Error::other)?;
+                let (sessions, retained) = crate::store::restore::restore(&broker, loaded);
+                tracing::info!(sessions, retained, "restored from the durable store");
+                Some(tokio::spawn(durable.clone().run()))
+            }
+            None => None,
+        };
         if let Some(store) = &store {
             let now = Instant::now();
-            for mut message in crate::store::load(store).await.map_err(io::Error::other)? {
+            for mut message in crate::store::retained_writer::load(store).await.map_err(io::Error::other)? {
                 message.retain = true;
                 message.stamp_expiry(now);
                 broker.retained.set(Arc::new(message));
@@ -64,15 +83,17 @@ impl Server {
         }
         broker.emit(|| Event::ServerStarted);
         let mut local_addrs = Vec::new();
-        for listener in listeners {
+        let mut transports = Vec::new();
+        for (listener, acceptor) in listeners {
             local_addrs.push(listener.local_addr()?);
-            broker.tasks.spawn(accept_loop(broker.clone(), listener));
+            transports.push(acceptor.clone());
+            broker.tasks.spawn(accept_loop(broker.clone(), listener, acceptor));
         }
         broker.tasks.spawn(sweep_loop(broker.clone()));
         if let Some(interval) = broker.options.sys_interval {
             broker.tasks.spawn(crate::sys::publish_loop(broker.clone(), interval));
         }
-        Ok(Self { broker, local_addrs })
+        Ok(Self { broker, local_addrs, transports, durable_task: parking_lot::Mutex::new(durable_task) })
     }
 
     /// The addresses the endpoints are bound to (useful with port 0).
@@ -86,7 +107,7 @@ impl Server {
         message.publisher = None;
         message.stamp_expiry(Instant::now());
         let items = SessionItems::default();
-        self.broker.intercept_and_publish(None, &items, message, None).await.1
+        self.broker.intercept_and_publish(None, &items, message, None, Vec::new()).await.1.delivered
     }
 
     /// A receiver of every [`Event`] from now on. It holds up to [`ServerOptions::event_capacity`] events; one
@@ -127,6 +148,14 @@ impl Server {
         if tokio::time::timeout(Duration::from_secs(5), self.broker.tasks.wait()).await.is_err() {
             tracing::warn!("connections still open five seconds after stop");
         }
+        // Connections have stored their sessions: let the durable writer finish.
+        if let Some(durable) = &self.broker.durable {
+            durable.close();
+        }
+        let task = self.durable_task.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 }
 
@@ -134,6 +163,9 @@ impl Drop for Server {
     /// Cancels every task of the server; [`Server::stop`] also waits for them.
     fn drop(&mut self) {
         self.broker.shutdown.cancel();
+        if let Some(durable) = &self.broker.durable {
+            durable.close();
+        }
     }
 }
 
@@ -162,14 +194,14 @@ fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
-async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
+async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, acceptor: crate::transport::Acceptor) {
     loop {
         tokio::select! {
             () = broker.shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
-                    broker.tasks.spawn(connection::serve(broker.clone(), stream, remote));
+                    acceptor.spawn(&broker, stream, remote);
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.

@@ -8,7 +8,7 @@ use corvid_protocol::{ByteString, PacketId, SubscriptionOptions, TopicFilter, Wi
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
 
@@ -22,6 +22,14 @@ pub(crate) struct SessionShared {
     /// The session's subscriptions (the index holds them too, for matching).
     pub(crate) subscriptions: Mutex<HashMap<TopicFilter, (SubscriptionOptions, Option<u32>)>>,
     pub(crate) created: SystemTime,
+    /// Seconds the session outlives its connection; `u32::MAX` never expires.
+    expiry_interval: AtomicU32,
+    /// Whether the session's QoS 1/2 messages and state are kept in the durable store.
+    durable: AtomicBool,
+    /// The next queue position in the durable store.
+    next_seq: AtomicU64,
+    /// Whether the durable store has a record of this session.
+    stored: AtomicBool,
     outbox: Mutex<Outbox>,
     /// Woken when the queue goes from empty to non-empty.
     pub(crate) notify: Notify,
@@ -37,14 +45,14 @@ struct Outbox {
 }
 
 /// What happened to a delivery offered to a session's queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Enqueued {
     /// Queued.
     Queued,
-    /// Queued, and the oldest queued message was dropped to make room.
-    DroppedOldest,
+    /// Queued, and the oldest queued delivery was dropped to make room.
+    DroppedOldest(Delivery),
     /// Not queued: the queue is full and the policy drops new messages.
-    DroppedNew,
+    DroppedNew(Delivery),
 }
 
 impl SessionShared {
@@ -61,11 +69,47 @@ impl SessionShared {
             items,
             subscriptions: Mutex::new(HashMap::new()),
             created: SystemTime::now(),
+            expiry_interval: AtomicU32::new(0),
+            durable: AtomicBool::new(false),
+            next_seq: AtomicU64::new(1),
+            stored: AtomicBool::new(false),
             outbox: Mutex::new(Outbox { queue: VecDeque::new(), limit, policy }),
             notify: Notify::new(),
             online: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         }
+    }
+
+    pub(crate) fn expiry_interval(&self) -> u32 {
+        self.expiry_interval.load(Ordering::Relaxed)
+    }
+
+    /// Sets the expiry interval; the session is durable when it outlives its connection and a store exists.
+    pub(crate) fn set_expiry_interval(&self, seconds: u32, store: bool) {
+        self.expiry_interval.store(seconds, Ordering::Relaxed);
+        self.durable.store(store && seconds > 0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_durable(&self) -> bool {
+        self.durable.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn mark_stored(&self) {
+        self.stored.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn was_stored(&self) -> bool {
+        self.stored.load(Ordering::Relaxed)
+    }
+
+    /// The next queue position for the durable store.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Continues queue positions after `seq` (after loading a stored session).
+    pub(crate) fn resume_seq_after(&self, seq: u64) {
+        self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
     }
 
     pub(crate) fn is_online(&self) -> bool {
@@ -86,17 +130,20 @@ impl SessionShared {
                 Enqueued::Queued
             } else {
                 match outbox.policy {
-                    OverflowPolicy::DropNewest => Enqueued::DroppedNew,
+                    OverflowPolicy::DropNewest => Enqueued::DroppedNew(delivery),
                     OverflowPolicy::DropOldest => {
-                        outbox.queue.pop_front();
+                        let oldest = outbox.queue.pop_front();
                         outbox.queue.push_back(delivery);
-                        Enqueued::DroppedOldest
+                        match oldest {
+                            Some(oldest) => Enqueued::DroppedOldest(oldest),
+                            None => Enqueued::Queued,
+                        }
                     }
                 }
             };
             (result, was_empty)
         };
-        if result != Enqueued::Queued {
+        if !matches!(result, Enqueued::Queued) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
         if was_empty {
@@ -151,9 +198,9 @@ impl SessionShared {
         self.outbox.lock().queue.len()
     }
 
-    /// Drops every queued delivery.
-    pub(crate) fn clear(&self) {
-        self.outbox.lock().queue.clear();
+    /// Drops every queued delivery, returning them.
+    pub(crate) fn clear(&self) -> Vec<Delivery> {
+        self.outbox.lock().queue.drain(..).collect()
     }
 }
 
@@ -182,13 +229,11 @@ pub(crate) struct SessionState {
     next_packet_id: u16,
     /// Inbound QoS 2 packet identifiers received and not yet released by PUBREL.
     pub(crate) incoming_qos2: HashSet<u16>,
-    /// Seconds the session outlives its connection; `u32::MAX` never expires.
-    pub(crate) expiry_interval: u32,
 }
 
 impl SessionState {
-    pub(crate) fn new(shared: Arc<SessionShared>, expiry_interval: u32) -> Self {
-        Self { shared, inflight: VecDeque::new(), next_packet_id: 1, incoming_qos2: HashSet::new(), expiry_interval }
+    pub(crate) fn new(shared: Arc<SessionShared>) -> Self {
+        Self { shared, inflight: VecDeque::new(), next_packet_id: 1, incoming_qos2: HashSet::new() }
     }
 
     /// A packet identifier not used by any inflight message.

@@ -23,7 +23,12 @@ const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads CONNECT within the connect timeout, establishes the session and sends CONNACK. `None` when the
 /// connection ends here (refused, malformed, timed out).
-pub(super) async fn handshake<S>(broker: Arc<Broker>, mut stream: S, remote: SocketAddr) -> Option<Connection<S>>
+pub(super) async fn handshake<S>(
+    broker: Arc<Broker>,
+    mut stream: S,
+    remote: SocketAddr,
+    client_certificate_subject: Option<String>,
+) -> Option<Connection<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -66,7 +71,7 @@ where
         }
     };
     add(&broker.stats.messages_received, 1);
-    establish(broker, stream, remote, rbuf, *connect).await
+    establish(broker, stream, remote, rbuf, *connect, client_certificate_subject).await
 }
 
 async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, version: ProtocolVersion, code: ReasonCode) {
@@ -97,6 +102,7 @@ async fn establish<S>(
     remote: SocketAddr,
     rbuf: BytesMut,
     connect: Connect,
+    client_certificate_subject: Option<String>,
 ) -> Option<Connection<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -141,7 +147,7 @@ where
             clean_start: connect.clean_start,
             will: connect.will.clone(),
             user_properties: connect.properties.user_properties.clone(),
-            client_certificate_subject: None,
+            client_certificate_subject,
             session_items: items.clone(),
             reason_code: ReasonCode::Success,
             reason_string: None,
@@ -171,18 +177,25 @@ where
         Previous::Offline(offline) => Some(offline.state),
         Previous::Online(rx) => tokio::time::timeout(TAKEOVER_TIMEOUT, rx).await.ok().and_then(Result::ok),
     };
-    let (mut state, session_present) = match previous {
+    let (state, session_present) = match previous {
         Some(state) if !connect.clean_start => {
             state.shared.items.absorb(&items);
             (state, true)
         }
         Some(old) => {
             broker.end_session(old);
-            (new_state(&broker, &client_id, items, expiry_interval), false)
+            (new_state(&broker, &client_id, items), false)
         }
-        None => (new_state(&broker, &client_id, items, expiry_interval), false),
+        None => (new_state(&broker, &client_id, items), false),
     };
-    state.expiry_interval = expiry_interval;
+    let was_durable = state.shared.is_durable();
+    state.shared.set_expiry_interval(expiry_interval, broker.durable.is_some());
+    if state.shared.is_durable() {
+        broker.persist_session(&state.shared, None);
+    } else if was_durable && state.shared.was_stored() {
+        // Resumed with expiry 0: the session ends with this connection; drop its stored copy now.
+        broker.store_ops(vec![crate::store::persistent::SessionOp::DeleteSession { client_id: client_id.clone() }]);
+    }
     broker.registry.attach(&client_id, generation, state.shared.clone());
 
     let mut properties = ConnAckProperties::default();
@@ -226,6 +239,7 @@ where
         outbound_aliases: HashMap::new(),
         problem_information: connect.properties.request_problem_information.unwrap_or(true),
         batch: Vec::new(),
+        pending_acks: std::collections::VecDeque::new(),
     };
     conn.send(&Packet::ConnAck(connack));
     conn.state.shared.set_online(true);
@@ -250,7 +264,7 @@ where
     Some(conn)
 }
 
-fn new_state(broker: &Broker, client_id: &ByteString, items: SessionItems, expiry_interval: u32) -> SessionState {
+fn new_state(broker: &Broker, client_id: &ByteString, items: SessionItems) -> SessionState {
     let limits = &broker.options.limits;
     let shared = Arc::new(SessionShared::new(
         broker.next_id(),
@@ -259,7 +273,7 @@ fn new_state(broker: &Broker, client_id: &ByteString, items: SessionItems, expir
         limits.max_pending_messages_per_client,
         limits.pending_overflow,
     ));
-    SessionState::new(shared, expiry_interval)
+    SessionState::new(shared)
 }
 
 fn nanos() -> u128 {

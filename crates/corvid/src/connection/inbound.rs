@@ -6,6 +6,8 @@ use crate::hooks::{PublishDecision, SubscriptionContext, SubscriptionDecision, U
 use crate::message::Message;
 use crate::session::{Inflight, OutboundState};
 use crate::stats::add;
+use crate::store::persistent::{SessionOp, StoredMessageState};
+use crate::store::writer::Ticket;
 use corvid_protocol::{
     AckProperties, Packet, PacketId, PubResponse, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
@@ -33,10 +35,16 @@ where
             }
             Packet::PubRel(rel) => {
                 let mut comp = PubResponse::new(rel.packet_id);
-                if !self.state.incoming_qos2.remove(&rel.packet_id.get()) && self.version.is_v5() {
+                let id = rel.packet_id.get();
+                if self.state.incoming_qos2.remove(&id) {
+                    if self.state.shared.is_durable() {
+                        let client_id = self.client_id.clone();
+                        self.broker.store_ops(vec![SessionOp::RemoveIncoming { client_id, packet_id: id }]);
+                    }
+                } else if self.version.is_v5() {
                     comp.reason_code = ReasonCode::PacketIdentifierNotFound;
                 }
-                self.send(&Packet::PubComp(comp));
+                self.acknowledge(None, Packet::PubComp(comp));
                 Ok(())
             }
             Packet::Subscribe(subscribe) => self.on_subscribe(subscribe).await,
@@ -45,15 +53,16 @@ where
                 Ok(())
             }
             Packet::PingReq => {
-                self.send(&Packet::PingResp);
+                self.acknowledge(None, Packet::PingResp);
                 Ok(())
             }
             Packet::Disconnect(d) => {
                 if let Some(interval) = d.properties.session_expiry_interval {
-                    if self.state.expiry_interval == 0 && interval != 0 {
+                    if self.state.shared.expiry_interval() == 0 && interval != 0 {
                         return Err(self.violation(ReasonCode::ProtocolError, "session expiry set after 0 in CONNECT"));
                     }
-                    self.state.expiry_interval = interval.min(self.broker.options.limits.max_session_expiry_interval);
+                    let interval = interval.min(self.broker.options.limits.max_session_expiry_interval);
+                    self.state.shared.set_expiry_interval(interval, self.broker.durable.is_some());
                 }
                 if d.reason_code == ReasonCode::DisconnectWithWillMessage {
                     Err(CloseReason::ClientDisconnectWithWill)
@@ -100,25 +109,31 @@ where
             (QoS::ExactlyOnce, Some(id)) => {
                 if self.state.incoming_qos2.contains(&id.get()) {
                     // A resent PUBLISH whose PUBREL has not come yet: acknowledge again, deliver nothing.
-                    self.send(&Packet::PubRec(PubResponse::new(id)));
+                    self.acknowledge(None, Packet::PubRec(PubResponse::new(id)));
                     return Ok(());
                 }
                 if self.state.incoming_qos2.len() >= usize::from(limits.max_inflight) {
                     return Err(self.violation(ReasonCode::ReceiveMaximumExceeded, "receive maximum exceeded"));
                 }
-                let code = self.route(publish).await;
+                let mut extra = Vec::new();
+                if self.state.shared.is_durable() {
+                    extra.push(SessionOp::AddIncoming { client_id: self.client_id.clone(), packet_id: id.get() });
+                }
+                let (code, ticket) = self.route(publish, extra).await;
                 // A refused QoS 2 message is complete at PUBREC (MQTT 5.0 section 4.3.3): no PUBREL follows.
                 if !code.is_error() {
                     self.state.incoming_qos2.insert(id.get());
                 }
-                self.send(&Packet::PubRec(self.response(id, code)));
+                let rec = Packet::PubRec(self.response(id, code));
+                self.acknowledge(ticket, rec);
             }
             (QoS::AtLeastOnce, Some(id)) => {
-                let code = self.route(publish).await;
-                self.send(&Packet::PubAck(self.response(id, code)));
+                let (code, ticket) = self.route(publish, Vec::new()).await;
+                let ack = Packet::PubAck(self.response(id, code));
+                self.acknowledge(ticket, ack);
             }
             _ => {
-                self.route(publish).await;
+                self.route(publish, Vec::new()).await;
             }
         }
         Ok(())
@@ -133,10 +148,14 @@ where
         response
     }
 
-    /// Runs the publish interceptor and dispatches the message. Returns the reason code for the publisher.
-    async fn route(&mut self, publish: Publish) -> ReasonCode {
+    /// Runs the publish interceptor and dispatches the message. Returns the reason code for the publisher and,
+    /// when the store must have the message before the publisher is acknowledged, the ticket to wait for.
+    async fn route(&mut self, publish: Publish, extra_ops: Vec<SessionOp>) -> (ReasonCode, Option<Ticket>) {
+        if let Some(durable) = &self.broker.durable {
+            durable.wait_for_room().await;
+        }
         if publish.topic.starts_with("$SYS") {
-            return ReasonCode::Success;
+            return (ReasonCode::Success, None);
         }
         let mut properties = publish.properties;
         properties.subscription_identifiers.clear();
@@ -151,12 +170,15 @@ where
         };
         message.stamp_expiry(Instant::now());
         let shared = &self.state.shared;
-        let (decision, _) =
-            self.broker.intercept_and_publish(Some(&self.client_id), &shared.items, message, Some(shared.id)).await;
-        match decision {
+        let (decision, published) = self
+            .broker
+            .intercept_and_publish(Some(&self.client_id), &shared.items, message, Some(shared.id), extra_ops)
+            .await;
+        let code = match decision {
             PublishDecision::Refuse(code) => code,
             _ => ReasonCode::Success,
-        }
+        };
+        (code, published.ticket)
     }
 
     /// Removes an acknowledged outbound message.
@@ -167,6 +189,9 @@ where
             .iter()
             .position(|i| i.packet_id == ack.packet_id && i.state == expected && i.delivery.qos == qos);
         if let Some(done) = found.and_then(|index| self.state.inflight.remove(index)) {
+            if let Some(seq) = done.delivery.seq {
+                self.broker.store_ops(vec![SessionOp::DeleteMessage { client_id: self.client_id.clone(), seq }]);
+            }
             self.broker.emit(|| Event::DeliveryAcknowledged {
                 client_id: self.client_id.clone(),
                 message: done.delivery.message.clone(),
@@ -181,14 +206,24 @@ where
             Some(inflight) if rec.reason_code.is_error() => {
                 // The receiver refused the message: it is complete (MQTT 5.0 section 4.3.3).
                 let id = inflight.packet_id;
+                if let Some(seq) = inflight.delivery.seq {
+                    self.broker.store_ops(vec![SessionOp::DeleteMessage { client_id: self.client_id.clone(), seq }]);
+                }
                 self.state.inflight.retain(|i| i.packet_id != id);
                 return;
             }
-            Some(inflight) => inflight.state = OutboundState::AwaitingComp,
+            Some(inflight) => {
+                inflight.state = OutboundState::AwaitingComp;
+                if let Some(seq) = inflight.delivery.seq {
+                    let state = StoredMessageState::Released(inflight.packet_id);
+                    let client_id = self.client_id.clone();
+                    self.broker.store_ops(vec![SessionOp::SetMessageState { client_id, seq, state }]);
+                }
+            }
             None if self.version.is_v5() => rel.reason_code = ReasonCode::PacketIdentifierNotFound,
             None => {}
         }
-        self.send(&Packet::PubRel(rel));
+        self.acknowledge(None, Packet::PubRel(rel));
     }
 
     async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), CloseReason> {
@@ -226,7 +261,7 @@ where
             });
         }
         let suback = SubAck { packet_id: subscribe.packet_id, reason_codes, properties: AckProperties::default() };
-        self.send(&Packet::SubAck(suback));
+        self.acknowledge(None, Packet::SubAck(suback));
         if let Some(code) = close {
             return Err(self.violation(code, "subscription refused"));
         }
@@ -256,7 +291,7 @@ where
         }
         let unsuback =
             UnsubAck { packet_id: unsubscribe.packet_id, reason_codes, properties: AckProperties::default() };
-        self.send(&Packet::UnsubAck(unsuback));
+        self.acknowledge(None, Packet::UnsubAck(unsuback));
     }
 
     /// Records an outbound QoS 1/2 message as inflight.

@@ -13,11 +13,12 @@ use crate::events::{DisconnectKind, Event};
 use crate::registry::{ConnControl, Released};
 use crate::session::{PendingWill, SessionState};
 use crate::stats::add;
+use crate::store::writer::Ticket;
 use bytes::BytesMut;
 use corvid_protocol::{
     ByteString, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode, TopicName, Will, encode,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -102,6 +103,23 @@ pub(crate) struct Connection<S> {
     outbound_aliases: HashMap<TopicName, u16>,
     problem_information: bool,
     batch: Vec<crate::message::Delivery>,
+    /// Responses waiting, in order, for the store to make the messages they acknowledge durable.
+    pending_acks: VecDeque<PendingAck>,
+}
+
+/// A response to send once its ticket (if any) completes.
+pub(crate) struct PendingAck {
+    ticket: Option<Ticket>,
+    packet: Packet,
+}
+
+/// Waits until the first pending response may go: `true` when its message is durable (or it waits for nothing),
+/// `false` when the store failed.
+async fn front_ready(acks: &mut VecDeque<PendingAck>) -> bool {
+    match acks.front_mut() {
+        Some(PendingAck { ticket: Some(ticket), .. }) => ticket.await.unwrap_or(false),
+        _ => true,
+    }
 }
 
 /// Serves one client connection from its first byte to its end.
@@ -109,7 +127,19 @@ pub(crate) async fn serve<S>(broker: Arc<Broker>, stream: S, remote: SocketAddr)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let Some(mut conn) = connect::handshake(broker, stream, remote).await else {
+    serve_with_certificate(broker, stream, remote, None).await;
+}
+
+/// [`serve`] for a TLS connection whose client presented a verified certificate with this subject.
+pub(crate) async fn serve_with_certificate<S>(
+    broker: Arc<Broker>,
+    stream: S,
+    remote: SocketAddr,
+    client_certificate_subject: Option<String>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let Some(mut conn) = connect::handshake(broker, stream, remote, client_certificate_subject).await else {
         return;
     };
     let reason = conn.run().await;
@@ -160,6 +190,11 @@ where
                     }
                 }
                 () = shared.notify.notified(), if room => {}
+                durable = front_ready(&mut self.pending_acks), if !self.pending_acks.is_empty() => {
+                    if let Err(reason) = self.release_acks(durable) {
+                        return reason;
+                    }
+                }
                 () = async { if let Some(k) = keep_alive.as_mut() { k.as_mut().await } }, if keep_alive.is_some() => {
                     let limit = self.keep_alive.map(|k| k + k / 2).unwrap_or_default();
                     let deadline = self.last_received + limit;
@@ -208,6 +243,43 @@ where
         }
     }
 
+    /// Sends a response to the client once `ticket` completes, keeping responses in the order of the packets
+    /// they answer.
+    pub(super) fn acknowledge(&mut self, ticket: Option<Ticket>, packet: Packet) {
+        if ticket.is_none() && self.pending_acks.is_empty() {
+            self.send(&packet);
+        } else {
+            self.pending_acks.push_back(PendingAck { ticket, packet });
+        }
+    }
+
+    /// Sends the first pending response (whose ticket completed with `durable`) and every following one that is
+    /// ready too. A response whose message the store failed to keep is an error to MQTT 5 clients; a 3.x client,
+    /// which has no way to hear it, is disconnected so that it publishes again.
+    fn release_acks(&mut self, mut durable: bool) -> Result<(), CloseReason> {
+        while let Some(front) = self.pending_acks.front_mut() {
+            if let Some(ticket) = &mut front.ticket {
+                match ticket.try_recv() {
+                    Ok(ok) => durable = ok,
+                    Err(tokio::sync::oneshot::error::TryRecvError::Closed) => durable = false,
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return Ok(()),
+                }
+            }
+            let Some(PendingAck { mut packet, .. }) = self.pending_acks.pop_front() else { break };
+            if !durable {
+                if !self.version.is_v5() {
+                    return Err(CloseReason::ProtocolViolation(ReasonCode::UnspecifiedError));
+                }
+                if let Packet::PubAck(r) | Packet::PubRec(r) = &mut packet {
+                    r.reason_code = ReasonCode::UnspecifiedError;
+                }
+            }
+            self.send(&packet);
+            durable = true;
+        }
+        Ok(())
+    }
+
     /// Encodes a packet into the write buffer.
     fn send(&mut self, packet: &Packet) {
         if encode(packet, self.version, &mut self.wbuf).is_ok() {
@@ -221,7 +293,11 @@ where
             return Ok(());
         }
         let n = self.wbuf.len();
-        let result = self.stream.write_all(&self.wbuf).await;
+        let mut result = self.stream.write_all(&self.wbuf).await;
+        if result.is_ok() {
+            // A no-op on TCP; TLS and WebSocket streams buffer.
+            result = self.stream.flush().await;
+        }
         self.wbuf.clear();
         result.map_err(|_| CloseReason::ConnectionLost)?;
         add(&self.broker.stats.bytes_sent, n as u64);
@@ -252,7 +328,7 @@ where
             self.state.shared.requeue_front(self.batch.drain(..));
         }
         let will = self.will.take().filter(|_| reason.publishes_will());
-        let expiry = self.state.expiry_interval;
+        let expiry = self.state.shared.expiry_interval();
         let now = Instant::now();
         let mut immediate_will = None;
         let pending_will = will.and_then(|will| {
@@ -283,7 +359,10 @@ where
             reason_code: reason.reason_code(),
         });
         let items = self.state.shared.items.clone();
-        let placeholder = SessionState::new(self.state.shared.clone(), 0);
+        if persist.is_some() {
+            broker.persist_session(&self.state.shared, Some(std::time::SystemTime::now()));
+        }
+        let placeholder = SessionState::new(self.state.shared.clone());
         let state = std::mem::replace(&mut self.state, placeholder);
         match broker.registry.release(&self.client_id, self.generation, &self.control, state, persist) {
             Released::Kept => {}

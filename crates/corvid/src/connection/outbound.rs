@@ -5,6 +5,7 @@ use crate::events::{DropReason, Event};
 use crate::message::Delivery;
 use crate::session::{Inflight, OutboundState};
 use crate::stats::add;
+use crate::store::persistent::{SessionOp, StoredMessageState};
 use corvid_protocol::{Packet, PacketId, PubResponse, Publish, PublishProperties, QoS, TopicName, encoded_len};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -44,6 +45,11 @@ where
         let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| self.state.allocate_packet_id());
         if self.encode_publish(&delivery, packet_id, false, now) {
             if let Some(packet_id) = packet_id {
+                if let Some(seq) = delivery.seq {
+                    let state = StoredMessageState::Sent(packet_id);
+                    let client_id = self.client_id.clone();
+                    self.broker.store_ops(vec![SessionOp::SetMessageState { client_id, seq, state }]);
+                }
                 self.track(Inflight { packet_id, delivery, state: OutboundState::AwaitingAck });
             }
         } else {
@@ -53,6 +59,9 @@ where
 
     fn dropped(&self, delivery: &Delivery, reason: DropReason) {
         add(&self.broker.stats.publish_dropped, 1);
+        if let Some(seq) = delivery.seq {
+            self.broker.store_ops(vec![SessionOp::DeleteMessage { client_id: self.client_id.clone(), seq }]);
+        }
         self.broker.emit(|| Event::MessageDropped {
             client_id: self.client_id.clone(),
             message: delivery.message.clone(),

@@ -1,64 +1,13 @@
-//! Pluggable storage for retained messages: loaded at start, saved on change.
-//!
-//! The broker never waits for a retained store on the publish path: changes go through a bounded channel to a
-//! writer task, which groups them and calls the store on a blocking thread. A full channel makes the next save a
-//! whole-list save, so nothing is lost, only coalesced.
+//! The task that saves retained changes to a [`RetainedStore`]. The broker never waits for it on the publish path:
+//! changes go through a bounded channel; the writer groups them and calls the store on a blocking thread. A full
+//! channel makes the next save a whole-list save, so nothing is lost, only coalesced.
 
+use super::{RetainedChange, RetainedStore, StoreError};
 use crate::broker::Broker;
 use crate::message::Message;
-use corvid_protocol::TopicName;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
-
-/// Why a store failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// A file's content is not what the store wrote.
-    #[error("{}: corrupt: {detail}", path.display())]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, and where.
-        detail: String,
-    },
-    /// Any other failure of a user-written store.
-    #[error("{0}")]
-    Other(Box<dyn std::error::Error + Send + Sync>),
-}
-
-/// One change to the retained messages.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum RetainedChange {
-    /// The retained message of a topic was set.
-    Set(Arc<Message>),
-    /// The retained message of a topic was deleted.
-    Delete(TopicName),
-}
-
-/// A store of retained messages.
-///
-/// Implement [`RetainedStore::load`], and [`RetainedStore::save`] in one of two forms: write the whole list
-/// (`all()`, as MQTTnet's `SaveRetainedMessagesAsync` does), or apply `changes` one by one. Both methods run on a
-/// blocking thread, so plain file or database I/O is fine.
-pub trait RetainedStore: Send + Sync + 'static {
-    /// Every stored retained message; called once when the server starts.
-    fn load(&self) -> Result<Vec<Message>, StoreError>;
-
-    /// Saves the changes since the last call, in order. `all` returns every retained message now.
-    fn save(&self, changes: &[RetainedChange], all: &dyn Fn() -> Vec<Message>) -> Result<(), StoreError>;
-}
 
 /// How many changes wait for the writer before saves coalesce into a whole-list save.
 const CHANGE_QUEUE: usize = 16 * 1024;
