@@ -256,16 +256,23 @@ where
     /// Sends the first pending response (whose ticket completed with `durable`) and every following one that is
     /// ready too. A response whose message the store failed to keep is an error to MQTT 5 clients; a 3.x client,
     /// which has no way to hear it, is disconnected so that it publishes again.
-    fn release_acks(&mut self, mut durable: bool) -> Result<(), CloseReason> {
-        while let Some(front) = self.pending_acks.front_mut() {
-            if let Some(ticket) = &mut front.ticket {
-                match ticket.try_recv() {
-                    Ok(ok) => durable = ok,
-                    Err(tokio::sync::oneshot::error::TryRecvError::Closed) => durable = false,
-                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return Ok(()),
-                }
-            }
-            let Some(PendingAck { mut packet, .. }) = self.pending_acks.pop_front() else { break };
+    fn release_acks(&mut self, durable: bool) -> Result<(), CloseReason> {
+        // The front one's ticket was awaited already: `durable` is its result.
+        let mut ready = Some(durable);
+        loop {
+            let durable = match ready.take() {
+                Some(durable) => durable,
+                None => match self.pending_acks.front_mut().map(|f| f.ticket.as_mut()) {
+                    None => return Ok(()),
+                    Some(None) => true,
+                    Some(Some(ticket)) => match ticket.try_recv() {
+                        Ok(ok) => ok,
+                        Err(tokio::sync::oneshot::error::TryRecvError::Closed) => false,
+                        Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return Ok(()),
+                    },
+                },
+            };
+            let Some(PendingAck { mut packet, .. }) = self.pending_acks.pop_front() else { return Ok(()) };
             if !durable {
                 if !self.version.is_v5() {
                     return Err(CloseReason::ProtocolViolation(ReasonCode::UnspecifiedError));
@@ -275,9 +282,7 @@ where
                 }
             }
             self.send(&packet);
-            durable = true;
         }
-        Ok(())
     }
 
     /// Encodes a packet into the write buffer.
