@@ -45,6 +45,13 @@ impl Message {
         self.expires_at = self.properties.message_expiry_interval.map(|s| now + Duration::from_secs(u64::from(s)));
     }
 
+    /// Sets `expires_at` from the Message Expiry Interval property, reading the clock only if there is one.
+    pub(crate) fn stamp_expiry_now(&mut self) {
+        if self.properties.message_expiry_interval.is_some() {
+            self.stamp_expiry(Instant::now());
+        }
+    }
+
     /// Whether the message has expired at `now`.
     pub fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|t| t <= now)

@@ -3,7 +3,8 @@
 use crate::message::Message;
 use corvid_protocol::topic::matches;
 use parking_lot::RwLock;
-use std::collections::HashMap;
+/// Topic levels are keyed with foldhash: seeded per process, much faster than SipHash on short keys.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -6,7 +6,8 @@
 use crate::session::SessionShared;
 use corvid_protocol::{SubscriptionOptions, TopicFilter};
 use parking_lot::RwLock;
-use std::collections::HashMap;
+/// Topic levels are keyed with foldhash: seeded per process, much faster than SipHash on short keys.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

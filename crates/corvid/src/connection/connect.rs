@@ -178,7 +178,8 @@ where
         Previous::Online(rx) => tokio::time::timeout(TAKEOVER_TIMEOUT, rx).await.ok().and_then(Result::ok),
     };
     let (state, session_present) = match previous {
-        Some(state) if !connect.clean_start => {
+        // A session with expiry 0 (clean session) ends with its connection, even one closed by this takeover.
+        Some(state) if !connect.clean_start && state.shared.expiry_interval() > 0 => {
             state.shared.items.absorb(&items);
             (state, true)
         }

@@ -11,7 +11,6 @@ use crate::store::writer::Ticket;
 use corvid_protocol::{
     AckProperties, Packet, PacketId, PubResponse, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
-use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 impl<S> Connection<S>
@@ -83,7 +82,54 @@ where
         CloseReason::ProtocolViolation(code)
     }
 
-    async fn on_publish(&mut self, mut publish: Publish) -> Result<(), CloseReason> {
+    /// Handles a PUBLISH. The common case (no publish interceptor, room in the durable store) runs without an
+    /// `.await`, so the message is not moved through nested futures.
+    pub(super) async fn on_publish(&mut self, publish: Publish) -> Result<(), CloseReason> {
+        let Some((message, ack, extra)) = self.accept_publish(publish)? else { return Ok(()) };
+        let (code, ticket) = if self.broker.options.hooks.publish_interceptor.is_some() {
+            if let Some(durable) = &self.broker.durable {
+                durable.wait_for_room().await;
+            }
+            let shared = &self.state.shared;
+            let (decision, published) = self
+                .broker
+                .intercept_and_publish(Some(&self.client_id), &shared.items, message, Some(shared.id), extra)
+                .await;
+            let code = match decision {
+                PublishDecision::Refuse(code) => code,
+                _ => ReasonCode::Success,
+            };
+            (code, published.ticket)
+        } else {
+            if let Some(durable) = &self.broker.durable
+                && durable.is_full()
+            {
+                durable.wait_for_room().await;
+            }
+            (ReasonCode::Success, self.broker.publish_with(message, Some(self.state.shared.id), extra).ticket)
+        };
+        self.finish_publish(ack, code, ticket);
+        Ok(())
+    }
+
+    /// Whether a PUBLISH can be handled without waiting: no publish interceptor, room in the durable store.
+    pub(super) fn publish_is_direct(&self) -> bool {
+        self.broker.options.hooks.publish_interceptor.is_none()
+            && self.broker.durable.as_ref().is_none_or(|d| !d.is_full())
+    }
+
+    /// Handles a PUBLISH when [`Self::publish_is_direct`].
+    pub(super) fn on_publish_direct(&mut self, publish: Publish) -> Result<(), CloseReason> {
+        if let Some((message, ack, extra)) = self.accept_publish(publish)? {
+            let ticket = self.broker.publish_with(message, Some(self.state.shared.id), extra).ticket;
+            self.finish_publish(ack, ReasonCode::Success, ticket);
+        }
+        Ok(())
+    }
+
+    /// Checks a PUBLISH and turns it into a message to route, with the acknowledgement it needs and the store
+    /// operations that go with it. `None` when there is nothing to route (a resent QoS 2 message, `$SYS`).
+    fn accept_publish(&mut self, mut publish: Publish) -> Result<Option<AcceptedPublish>, CloseReason> {
         let stats = &self.broker.stats;
         add(&stats.publish_received, 1);
         add(&stats.publish_bytes_received, publish.payload.len() as u64);
@@ -105,57 +151,29 @@ where
         if publish.retain && !limits.retain_available {
             return Err(self.violation(ReasonCode::RetainNotSupported, "retain not supported"));
         }
-        match (publish.qos, publish.packet_id) {
+        let mut extra = Vec::new();
+        let ack = match (publish.qos, publish.packet_id) {
             (QoS::ExactlyOnce, Some(id)) => {
                 if self.state.incoming_qos2.contains(&id.get()) {
                     // A resent PUBLISH whose PUBREL has not come yet: acknowledge again, deliver nothing.
                     self.acknowledge(None, Packet::PubRec(PubResponse::new(id)));
-                    return Ok(());
+                    return Ok(None);
                 }
                 if self.state.incoming_qos2.len() >= usize::from(limits.max_inflight) {
                     return Err(self.violation(ReasonCode::ReceiveMaximumExceeded, "receive maximum exceeded"));
                 }
-                let mut extra = Vec::new();
                 if self.state.shared.is_durable() {
                     extra.push(SessionOp::AddIncoming { client_id: self.client_id.clone(), packet_id: id.get() });
                 }
-                let (code, ticket) = self.route(publish, extra).await;
-                // A refused QoS 2 message is complete at PUBREC (MQTT 5.0 section 4.3.3): no PUBREL follows.
-                if !code.is_error() {
-                    self.state.incoming_qos2.insert(id.get());
-                }
-                let rec = Packet::PubRec(self.response(id, code));
-                self.acknowledge(ticket, rec);
+                Ack::PubRec(id)
             }
-            (QoS::AtLeastOnce, Some(id)) => {
-                let (code, ticket) = self.route(publish, Vec::new()).await;
-                let ack = Packet::PubAck(self.response(id, code));
-                self.acknowledge(ticket, ack);
-            }
-            _ => {
-                self.route(publish, Vec::new()).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// A PUBACK / PUBREC with `code` (3.x clients always see success).
-    fn response(&self, packet_id: PacketId, code: ReasonCode) -> PubResponse {
-        let mut response = PubResponse::new(packet_id);
-        if self.version.is_v5() {
-            response.reason_code = code;
-        }
-        response
-    }
-
-    /// Runs the publish interceptor and dispatches the message. Returns the reason code for the publisher and,
-    /// when the store must have the message before the publisher is acknowledged, the ticket to wait for.
-    async fn route(&mut self, publish: Publish, extra_ops: Vec<SessionOp>) -> (ReasonCode, Option<Ticket>) {
-        if let Some(durable) = &self.broker.durable {
-            durable.wait_for_room().await;
-        }
+            (QoS::AtLeastOnce, Some(id)) => Ack::PubAck(id),
+            _ => Ack::None,
+        };
         if publish.topic.starts_with("$SYS") {
-            return (ReasonCode::Success, None);
+            // Clients do not publish the broker's own topics: acknowledged, not routed.
+            self.finish_publish(ack, ReasonCode::Success, None);
+            return Ok(None);
         }
         let mut properties = publish.properties;
         properties.subscription_identifiers.clear();
@@ -168,17 +186,36 @@ where
             publisher: Some(self.client_id.clone()),
             expires_at: None,
         };
-        message.stamp_expiry(Instant::now());
-        let shared = &self.state.shared;
-        let (decision, published) = self
-            .broker
-            .intercept_and_publish(Some(&self.client_id), &shared.items, message, Some(shared.id), extra_ops)
-            .await;
-        let code = match decision {
-            PublishDecision::Refuse(code) => code,
-            _ => ReasonCode::Success,
-        };
-        (code, published.ticket)
+        message.stamp_expiry_now();
+        Ok(Some((message, ack, extra)))
+    }
+
+    /// Sends the PUBACK / PUBREC of a routed message (after `ticket`, if any).
+    fn finish_publish(&mut self, ack: Ack, code: ReasonCode, ticket: Option<Ticket>) {
+        match ack {
+            Ack::PubRec(id) => {
+                // A refused QoS 2 message is complete at PUBREC (MQTT 5.0 section 4.3.3): no PUBREL follows.
+                if !code.is_error() {
+                    self.state.incoming_qos2.insert(id.get());
+                }
+                let rec = Packet::PubRec(self.response(id, code));
+                self.acknowledge(ticket, rec);
+            }
+            Ack::PubAck(id) => {
+                let ack = Packet::PubAck(self.response(id, code));
+                self.acknowledge(ticket, ack);
+            }
+            Ack::None => {}
+        }
+    }
+
+    /// A PUBACK / PUBREC with `code` (3.x clients always see success).
+    fn response(&self, packet_id: PacketId, code: ReasonCode) -> PubResponse {
+        let mut response = PubResponse::new(packet_id);
+        if self.version.is_v5() {
+            response.reason_code = code;
+        }
+        response
     }
 
     /// Removes an acknowledged outbound message.
@@ -299,6 +336,17 @@ where
         self.state.inflight.push_back(inflight);
     }
 }
+
+/// The acknowledgement an inbound PUBLISH needs.
+#[derive(Clone, Copy)]
+enum Ack {
+    None,
+    PubAck(PacketId),
+    PubRec(PacketId),
+}
+
+/// A checked PUBLISH: the message to route, its acknowledgement, and store operations that go with it.
+type AcceptedPublish = (Message, Ack, Vec<SessionOp>);
 
 /// A refusal code for SUBACK: anything that is not an error becomes "unspecified error".
 fn failure(code: ReasonCode) -> ReasonCode {

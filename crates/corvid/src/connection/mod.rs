@@ -28,6 +28,9 @@ use tokio::time::Sleep;
 
 /// Write buffer size beyond which the driver writes before encoding more.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Bytes reserved for reading when less than [`READ_LOW_WATER`] is free.
+const READ_WINDOW: usize = 64 * 1024;
+const READ_LOW_WATER: usize = 4 * 1024;
 /// Deliveries taken from the queue per batch.
 const BATCH: usize = 256;
 
@@ -163,10 +166,15 @@ where
             if let Err(reason) = self.drain_queue().await {
                 return reason;
             }
-            if let Err(reason) = self.flush().await {
+            if let Err(reason) = self.flush_or_end().await {
                 return reason;
             }
             let room = self.state.inflight.len() < self.send_quota;
+            // Keep a large read window: decoded packets hold slices of the buffer, so without this the buffer
+            // would grow by tiny steps, with a small read and a copy each time.
+            if self.rbuf.capacity() - self.rbuf.len() < READ_LOW_WATER {
+                self.rbuf.reserve(READ_WINDOW);
+            }
             tokio::select! {
                 biased;
                 () = control.cancel.cancelled() => {
@@ -217,7 +225,10 @@ where
                 Ok(Some(packet)) => {
                     add(&self.broker.stats.messages_received, 1);
                     add(&self.control.info.messages_received, 1);
-                    self.handle_packet(packet).await?;
+                    match packet {
+                        Packet::Publish(publish) if self.publish_is_direct() => self.on_publish_direct(publish)?,
+                        packet => self.handle_packet(packet).await?,
+                    }
                 }
                 Ok(None) => return Ok(()),
                 Err(error) => return Err(self.malformed(&error)),
@@ -291,6 +302,62 @@ where
             add(&self.broker.stats.messages_sent, 1);
             add(&self.control.info.messages_sent, 1);
         }
+    }
+
+    /// Writes the buffer like [`Self::flush`], but gives up when the connection is asked to end (takeover, kick,
+    /// shutdown) or the client has neither sent a packet nor taken a byte for 1.5 times the keep-alive, so a
+    /// client that stopped reading cannot pin its connection. Unwritten bytes stay in the buffer.
+    async fn flush_or_end(&mut self) -> Result<(), CloseReason> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let control = self.control.clone();
+        let broker = self.broker.clone();
+        let limit = self.keep_alive.map(|k| k + k / 2);
+        let mut progress = Instant::now();
+        let mut flushed = false;
+        while !flushed {
+            let deadline = limit.map(|l| tokio::time::Instant::from_std(progress.max(self.last_received) + l));
+            let stalled = async move {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let writing = !self.wbuf.is_empty();
+            let stream = &mut self.stream;
+            let wbuf = &mut self.wbuf;
+            let io = async move {
+                if writing {
+                    stream.write_buf(wbuf).await.and_then(|n| match n {
+                        0 => Err(std::io::ErrorKind::WriteZero.into()),
+                        n => Ok(n),
+                    })
+                } else {
+                    // A no-op on TCP; TLS and WebSocket streams buffer.
+                    stream.flush().await.map(|()| 0)
+                }
+            };
+            let written = tokio::select! {
+                biased;
+                () = control.cancel.cancelled() => Err(if control.is_taken_over() {
+                    CloseReason::TakenOver
+                } else {
+                    CloseReason::Kicked(control.kick_reason().unwrap_or(ReasonCode::AdministrativeAction))
+                }),
+                () = broker.shutdown.cancelled() => Err(CloseReason::ServerShutdown),
+                () = stalled => Err(CloseReason::KeepAliveTimeout),
+                result = io => result.map_err(|_| CloseReason::ConnectionLost),
+            }?;
+            if writing {
+                add(&broker.stats.bytes_sent, written as u64);
+                add(&control.info.bytes_sent, written as u64);
+                progress = Instant::now();
+            } else {
+                flushed = true;
+            }
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), CloseReason> {

@@ -32,7 +32,7 @@ where
             }
             self.batch = batch;
             if self.wbuf.len() >= WRITE_HIGH_WATER {
-                self.flush().await?;
+                self.flush_or_end().await?;
             }
         }
     }
@@ -89,6 +89,7 @@ where
         let message = &d.message;
         let v5 = self.version.is_v5();
         let mut topic = message.topic.clone();
+        let aliases_before = self.outbound_aliases.len();
         let properties = if v5 {
             let mut p = message.properties.clone();
             p.message_expiry_interval = message.remaining_expiry(now);
@@ -113,7 +114,13 @@ where
         if v5 {
             match encoded_len(&packet, self.version) {
                 Ok(len) if len <= self.client_max_packet_size as usize => {}
-                _ => return false,
+                _ => {
+                    // The client never sees this PUBLISH: forget the alias it would have established.
+                    if self.outbound_aliases.len() > aliases_before {
+                        self.outbound_aliases.remove(&message.topic);
+                    }
+                    return false;
+                }
             }
         }
         self.send(&packet);

@@ -70,6 +70,28 @@ pub enum RetainedChange {
 /// Implement [`RetainedStore::load`], and [`RetainedStore::save`] in one of two forms: write the whole list
 /// (`all()`, as MQTTnet's `SaveRetainedMessagesAsync` does), or apply `changes` one by one. Both methods run on a
 /// blocking thread, so plain file or database I/O is fine.
+///
+/// ```
+/// use corvid::{Message, RetainedChange, RetainedStore, ServerOptions, StoreError};
+/// use std::sync::Mutex;
+///
+/// /// Keeps the list in memory; a real store writes a file or a database.
+/// #[derive(Default)]
+/// struct WholeList(Mutex<Vec<Message>>);
+///
+/// impl RetainedStore for WholeList {
+///     fn load(&self) -> Result<Vec<Message>, StoreError> {
+///         Ok(self.0.lock().unwrap().clone())
+///     }
+///
+///     fn save(&self, _changes: &[RetainedChange], all: &dyn Fn() -> Vec<Message>) -> Result<(), StoreError> {
+///         *self.0.lock().unwrap() = all();
+///         Ok(())
+///     }
+/// }
+///
+/// let options = ServerOptions::builder().with_retained_store(WholeList::default()).build();
+/// ```
 pub trait RetainedStore: Send + Sync + 'static {
     /// Every stored retained message; called once when the server starts.
     fn load(&self) -> Result<Vec<Message>, StoreError>;

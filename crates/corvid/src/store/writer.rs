@@ -73,6 +73,11 @@ impl Durable {
         rx
     }
 
+    /// Whether publishers must wait for room.
+    pub(crate) fn is_full(&self) -> bool {
+        self.pending_ops.load(Ordering::Relaxed) > MAX_PENDING_OPS
+    }
+
     /// Waits while too many operations are pending.
     pub(crate) async fn wait_for_room(&self) {
         while self.pending_ops.load(Ordering::Relaxed) > MAX_PENDING_OPS && !self.closing.load(Ordering::Relaxed) {
