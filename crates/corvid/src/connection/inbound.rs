@@ -165,10 +165,10 @@ where
                 if self.state.shared.is_durable() {
                     extra.push(SessionOp::AddIncoming { client_id: self.client_id.clone(), packet_id: id.get() });
                 }
-                Ack::PubRec(id)
+                Ack::Pubrec(id)
             }
-            (QoS::AtLeastOnce, Some(id)) => Ack::PubAck(id),
-            _ => Ack::None,
+            (QoS::AtLeastOnce, Some(id)) => Ack::Puback(id),
+            _ => Ack::Nothing,
         };
         if publish.topic.starts_with("$SYS") {
             // Clients do not publish the broker's own topics: acknowledged, not routed.
@@ -193,7 +193,7 @@ where
     /// Sends the PUBACK / PUBREC of a routed message (after `ticket`, if any).
     fn finish_publish(&mut self, ack: Ack, code: ReasonCode, ticket: Option<Ticket>) {
         match ack {
-            Ack::PubRec(id) => {
+            Ack::Pubrec(id) => {
                 // A refused QoS 2 message is complete at PUBREC (MQTT 5.0 section 4.3.3): no PUBREL follows.
                 if !code.is_error() {
                     self.state.incoming_qos2.insert(id.get());
@@ -201,11 +201,11 @@ where
                 let rec = Packet::PubRec(self.response(id, code));
                 self.acknowledge(ticket, rec);
             }
-            Ack::PubAck(id) => {
+            Ack::Puback(id) => {
                 let ack = Packet::PubAck(self.response(id, code));
                 self.acknowledge(ticket, ack);
             }
-            Ack::None => {}
+            Ack::Nothing => {}
         }
     }
 
@@ -340,9 +340,12 @@ where
 /// The acknowledgement an inbound PUBLISH needs.
 #[derive(Clone, Copy)]
 enum Ack {
-    None,
-    PubAck(PacketId),
-    PubRec(PacketId),
+    /// QoS 0: none.
+    Nothing,
+    /// QoS 1: PUBACK.
+    Puback(PacketId),
+    /// QoS 2: PUBREC.
+    Pubrec(PacketId),
 }
 
 /// A checked PUBLISH: the message to route, its acknowledgement, and store operations that go with it.
