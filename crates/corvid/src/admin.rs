@@ -249,7 +249,8 @@ impl crate::broker::Broker {
         let deleted = message.payload.is_empty();
         let old = self.retained.set(message.clone());
         if !deleted || old.is_some() {
-            if let Some(writer) = &self.retained_writer {
+            // `$SYS` topics are the broker's own, republished at every start: they are not stored.
+            if let Some(writer) = self.retained_writer.as_ref().filter(|_| !message.topic.starts_with("$SYS/")) {
                 writer.changed(if deleted {
                     RetainedChange::Delete(message.topic.clone())
                 } else {

@@ -37,6 +37,29 @@ pub enum DropReason {
 }
 
 /// Something that happened in the broker.
+///
+/// Observe events with [`crate::Server::events`] or
+/// [`ServerOptionsBuilder::with_event_handler`](crate::ServerOptionsBuilder::with_event_handler):
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use corvid::{Event, Message, QoS, Server, ServerOptions, TopicName};
+///
+/// // An in-process broker: no network endpoint, no `$SYS` topics.
+/// let options = ServerOptions::builder().without_default_endpoint().with_sys_interval(None).build();
+/// let server = Server::start(options).await?;
+/// let mut events = server.events();
+/// server.publish(Message::new(TopicName::new("greetings").unwrap(), "hello", QoS::AtMostOnce, false)).await;
+/// match events.recv().await.unwrap() {
+///     // `client_id` is `None`: the process published it.
+///     Event::MessageReceived { client_id: None, message } => assert_eq!(message.topic.as_str(), "greetings"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// server.stop().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {

@@ -290,6 +290,19 @@ impl ServerOptionsBuilder {
     }
 
     /// Intercepts every message before it is retained or dispatched: rewrite, refuse or drop it.
+    ///
+    /// ```
+    /// use corvid::{PublishDecision, ReasonCode, ServerOptions};
+    /// let options = ServerOptions::builder()
+    ///     .with_publish_interceptor(|c| {
+    ///         if c.client_id.as_deref() == Some("muted") {
+    ///             c.decision = PublishDecision::Refuse(ReasonCode::NotAuthorized);
+    ///         } else if c.message.topic.as_str() == "my/custom/topic" {
+    ///             c.message.payload = "The server injected payload.".into();
+    ///         }
+    ///     })
+    ///     .build();
+    /// ```
     pub fn with_publish_interceptor(mut self, f: impl Fn(&mut PublishContext) + Send + Sync + 'static) -> Self {
         self.options.hooks.publish_interceptor = Some(Hook::sync(f));
         self
@@ -307,6 +320,17 @@ impl ServerOptionsBuilder {
 
     /// Intercepts each filter of every SUBSCRIBE: accept (possibly with other options), refuse, or refuse and
     /// close the connection.
+    ///
+    /// ```
+    /// use corvid::{ReasonCode, ServerOptions, SubscriptionDecision};
+    /// let options = ServerOptions::builder()
+    ///     .with_subscription_interceptor(|c| {
+    ///         if c.topic_filter.starts_with("admin/") && &*c.client_id != "theAdmin" {
+    ///             c.decision = SubscriptionDecision::Refuse(ReasonCode::NotAuthorized);
+    ///         }
+    ///     })
+    ///     .build();
+    /// ```
     pub fn with_subscription_interceptor(
         mut self,
         f: impl Fn(&mut SubscriptionContext) + Send + Sync + 'static,
@@ -353,6 +377,17 @@ impl ServerOptionsBuilder {
 
     /// Runs `f` for every [`Event`], in a task of its own, in order. A handler that falls more than
     /// [`ServerOptions::event_capacity`] events behind skips the oldest.
+    ///
+    /// ```
+    /// use corvid::{Event, ServerOptions};
+    /// let options = ServerOptions::builder()
+    ///     .with_event_handler(|event| async move {
+    ///         if let Event::ClientConnected { client_id, remote_addr, .. } = event {
+    ///             println!("{client_id} connected from {remote_addr}");
+    ///         }
+    ///     })
+    ///     .build();
+    /// ```
     pub fn with_event_handler<F, Fut>(mut self, f: F) -> Self
     where
         F: Fn(Event) -> Fut + Send + Sync + 'static,

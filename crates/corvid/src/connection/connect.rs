@@ -32,7 +32,7 @@ pub(super) async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut rbuf = BytesMut::with_capacity(4096);
+    let mut rbuf = BytesMut::with_capacity(512);
     let timeout = broker.options.limits.connect_timeout;
     let max = broker.options.limits.max_packet_size;
     let first = tokio::time::timeout(timeout, async {
@@ -171,6 +171,7 @@ where
     // Claim the client identifier; take the session over from another connection if needed.
     let generation = broker.next_id();
     let control = Arc::new(ConnControl::new(ConnInfo::new(remote, version, connect.username.clone())));
+    crate::stats::add(&control.info.messages_received, 1); // the CONNECT
     let previous = match broker.registry.claim(&client_id, generation, control.clone()) {
         Previous::None => None,
         // Reconnecting cancels a will still waiting for its delay.
@@ -224,7 +225,7 @@ where
         stream,
         remote,
         rbuf,
-        wbuf: BytesMut::with_capacity(8192),
+        wbuf: BytesMut::new(),
         version,
         client_id: client_id.clone(),
         generation,
@@ -241,6 +242,7 @@ where
         problem_information: connect.properties.request_problem_information.unwrap_or(true),
         batch: Vec::new(),
         pending_acks: std::collections::VecDeque::new(),
+        read_window: super::MIN_READ_WINDOW,
     };
     conn.send(&Packet::ConnAck(connack));
     conn.state.shared.set_online(true);

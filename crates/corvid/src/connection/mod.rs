@@ -28,9 +28,9 @@ use tokio::time::Sleep;
 
 /// Write buffer size beyond which the driver writes before encoding more.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
-/// Bytes reserved for reading when less than [`READ_LOW_WATER`] is free.
-const READ_WINDOW: usize = 64 * 1024;
-const READ_LOW_WATER: usize = 4 * 1024;
+/// The read window of a new connection, and the most it grows to.
+const MIN_READ_WINDOW: usize = 1024;
+const MAX_READ_WINDOW: usize = 64 * 1024;
 /// Deliveries taken from the queue per batch.
 const BATCH: usize = 256;
 
@@ -108,6 +108,8 @@ pub(crate) struct Connection<S> {
     batch: Vec<crate::message::Delivery>,
     /// Responses waiting, in order, for the store to make the messages they acknowledge durable.
     pending_acks: VecDeque<PendingAck>,
+    /// How much free space the read buffer keeps (see `run`).
+    read_window: usize,
 }
 
 /// A response to send once its ticket (if any) completes.
@@ -170,11 +172,13 @@ where
                 return reason;
             }
             let room = self.state.inflight.len() < self.send_quota;
-            // Keep a large read window: decoded packets hold slices of the buffer, so without this the buffer
-            // would grow by tiny steps, with a small read and a copy each time.
-            if self.rbuf.capacity() - self.rbuf.len() < READ_LOW_WATER {
-                self.rbuf.reserve(READ_WINDOW);
+            // Keep a read window: decoded packets hold slices of the buffer, so without this the buffer would grow
+            // by tiny steps, with a small read and a copy each time. It starts small (idle connections stay lean)
+            // and doubles whenever a read fills it.
+            if self.rbuf.capacity() - self.rbuf.len() < self.read_window / 4 {
+                self.rbuf.reserve(self.read_window);
             }
+            let window_before = self.rbuf.capacity() - self.rbuf.len();
             tokio::select! {
                 biased;
                 () = control.cancel.cancelled() => {
@@ -188,6 +192,9 @@ where
                     match read {
                         Ok(0) | Err(_) => return CloseReason::ConnectionLost,
                         Ok(n) => {
+                            if n >= window_before && self.read_window < MAX_READ_WINDOW {
+                                self.read_window *= 2;
+                            }
                             add(&broker.stats.bytes_received, n as u64);
                             add(&control.info.bytes_received, n as u64);
                             self.last_received = Instant::now();

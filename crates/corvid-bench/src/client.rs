@@ -1,0 +1,259 @@
+//! The raw MQTT client connection: one TCP stream, one read buffer, one write buffer.
+//!
+//! Set-up traffic (CONNECT, SUBSCRIBE, DISCONNECT) is encoded with `corvid_protocol::encode` as it is needed;
+//! the hot paths (see [`crate::publisher`] and [`crate::subscriber`]) fill [`Client::wbuf`] with many packets and
+//! write it with one [`Client::flush`], and decode everything one read brought with [`Client::next_packet`].
+//!
+//! # Transports
+//! Only plain TCP exists today. TLS (for the planned TLS handshake-rate scenario) and WebSocket (for the planned
+//! WebSocket throughput scenario) will be further [`Transport`] variants; everything above the byte stream stays
+//! as it is.
+
+use anyhow::{Context, anyhow, bail, ensure};
+use bytes::BytesMut;
+use corvid_protocol::{
+    Connect, Disconnect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode, Subscribe, SubscribeProperties,
+    SubscriptionOptions, TopicFilter, decode, encode,
+};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The largest packet the load generator accepts.
+pub const MAX_PACKET_SIZE: u32 = 16 << 20;
+
+/// How long set-up steps (connect, CONNACK, SUBACK) may take.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Keep Alive of every connection, in seconds: longer than any bounded scenario, so no PINGREQ is needed (0, which
+/// would turn it off, is refused by some brokers, e.g. rumqttd).
+pub const KEEP_ALIVE: u16 = 900;
+
+/// Filters per SUBSCRIBE packet when subscribing to many.
+const FILTERS_PER_SUBSCRIBE: usize = 64;
+
+/// How bytes reach the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Plain TCP.
+    #[default]
+    Tcp,
+    // Planned: `Tls` (rustls client, for the TLS handshake-rate scenario) and `WebSocket` (MQTT over WebSocket,
+    // for the WebSocket throughput scenario).
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The protocol version to speak.
+    pub version: ProtocolVersion,
+    /// The client identifier.
+    pub client_id: String,
+    /// Clean Session (3.1.1) / Clean Start (5.0).
+    pub clean_start: bool,
+    /// MQTT 5 Session Expiry Interval in seconds (ignored by 3.1.1, where `clean_start = false` keeps the session).
+    pub session_expiry: u32,
+    /// MQTT 5 Receive Maximum: how many QoS 1/2 messages the broker may have in flight to this client.
+    pub receive_maximum: Option<u16>,
+    /// Keep Alive in seconds (0 turns it off).
+    pub keep_alive: u16,
+}
+
+impl ConnectOptions {
+    /// Clean-session options for `client_id`, keep-alive [`KEEP_ALIVE`].
+    pub fn new(version: ProtocolVersion, client_id: impl Into<String>) -> Self {
+        Self {
+            version,
+            client_id: client_id.into(),
+            clean_start: true,
+            session_expiry: 0,
+            receive_maximum: None,
+            keep_alive: KEEP_ALIVE,
+        }
+    }
+}
+
+/// One MQTT connection.
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    /// The write buffer: append packets, then [`Client::flush`].
+    pub wbuf: BytesMut,
+    version: ProtocolVersion,
+    session_present: bool,
+    server_receive_maximum: Option<u16>,
+    next_packet_id: u16,
+}
+
+impl Client {
+    /// Connects over TCP, sends CONNECT and waits for a successful CONNACK.
+    pub async fn connect(addr: SocketAddr, options: &ConnectOptions) -> anyhow::Result<Self> {
+        tokio::time::timeout(SETUP_TIMEOUT, Self::connect_inner(addr, options))
+            .await
+            .map_err(|_| anyhow!("connecting to {addr}: timed out"))?
+    }
+
+    async fn connect_inner(addr: SocketAddr, options: &ConnectOptions) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let mut client = Self {
+            stream,
+            rbuf: BytesMut::with_capacity(64 * 1024),
+            wbuf: BytesMut::with_capacity(64 * 1024),
+            version: options.version,
+            session_present: false,
+            server_receive_maximum: None,
+            next_packet_id: 1,
+        };
+        let mut connect = Connect::new(options.version, options.client_id.as_str());
+        connect.clean_start = options.clean_start;
+        connect.keep_alive = options.keep_alive;
+        if options.version.is_v5() {
+            connect.properties.session_expiry_interval = (options.session_expiry > 0).then_some(options.session_expiry);
+            connect.properties.receive_maximum = options.receive_maximum;
+            connect.properties.maximum_packet_size = Some(MAX_PACKET_SIZE);
+        }
+        encode(&Packet::Connect(Box::new(connect)), options.version, &mut client.wbuf)?;
+        client.flush().await?;
+        match client.read_packet().await? {
+            Packet::ConnAck(ack) => {
+                ensure!(!ack.reason_code.is_error(), "CONNACK refused: {}", ack.reason_code.description());
+                client.session_present = ack.session_present;
+                client.server_receive_maximum = ack.properties.receive_maximum;
+            }
+            other => bail!("expected CONNACK, got {:?}", other.packet_type()),
+        }
+        Ok(client)
+    }
+
+    /// The protocol version this connection speaks.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// Whether the broker resumed a session (CONNACK session present).
+    pub fn session_present(&self) -> bool {
+        self.session_present
+    }
+
+    /// The broker's Receive Maximum (MQTT 5), if it sent one.
+    pub fn server_receive_maximum(&self) -> Option<u16> {
+        self.server_receive_maximum
+    }
+
+    /// The next packet identifier for set-up packets (SUBSCRIBE).
+    fn take_packet_id(&mut self) -> PacketId {
+        let id = PacketId::new(self.next_packet_id).unwrap_or(PacketId::new(1).expect("1 != 0"));
+        self.next_packet_id = id.next().get();
+        id
+    }
+
+    /// Appends SUBSCRIBE packets for `filters` (at most 64 filters each) to the write buffer, without flushing;
+    /// returns how many SUBACKs to expect.
+    pub fn queue_subscribe(&mut self, filters: &[String], qos: QoS) -> anyhow::Result<usize> {
+        let mut packets = 0;
+        for chunk in filters.chunks(FILTERS_PER_SUBSCRIBE) {
+            let filters = chunk
+                .iter()
+                .map(|f| {
+                    TopicFilter::new(f.as_str())
+                        .map(|f| (f, SubscriptionOptions::qos(qos)))
+                        .map_err(|e| anyhow!("filter {f:?}: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let subscribe =
+                Subscribe { packet_id: self.take_packet_id(), filters, properties: SubscribeProperties::default() };
+            encode(&Packet::Subscribe(subscribe), self.version, &mut self.wbuf)?;
+            packets += 1;
+        }
+        Ok(packets)
+    }
+
+    /// Subscribes to `filters` at `qos` and waits for every SUBACK; fails if any filter is refused.
+    pub async fn subscribe(&mut self, filters: &[String], qos: QoS) -> anyhow::Result<()> {
+        let mut pending = self.queue_subscribe(filters, qos)?;
+        self.flush().await?;
+        while pending > 0 {
+            match self.read_packet().await? {
+                Packet::SubAck(ack) => {
+                    if let Some(code) = ack.reason_codes.iter().find(|c| c.is_error()) {
+                        bail!("SUBSCRIBE refused: {}", code.description());
+                    }
+                    pending -= 1;
+                }
+                other => bail!("expected SUBACK, got {:?}", other.packet_type()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the whole write buffer and clears it.
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await.context("writing to broker")?;
+            self.wbuf.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads whatever has arrived (at most `limit` bytes if given) into the read buffer, waiting for at least one
+    /// byte; fails when the broker closed the connection.
+    pub async fn read_more(&mut self, limit: Option<usize>) -> anyhow::Result<usize> {
+        self.rbuf.reserve(64 * 1024);
+        let n = match limit {
+            None => self.stream.read_buf(&mut self.rbuf).await,
+            Some(limit) => (&mut self.stream).take(limit as u64).read_buf(&mut self.rbuf).await,
+        }
+        .context("reading from broker")?;
+        if n == 0 {
+            bail!("broker closed the connection");
+        }
+        Ok(n)
+    }
+
+    /// Reads whatever has already arrived without waiting (0 when nothing has); fails when the broker closed the
+    /// connection.
+    pub fn try_read_more(&mut self) -> anyhow::Result<usize> {
+        self.rbuf.reserve(64 * 1024);
+        match self.stream.try_read_buf(&mut self.rbuf) {
+            Ok(0) => bail!("broker closed the connection"),
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e).context("reading from broker"),
+        }
+    }
+
+    /// Decodes the next whole packet from the read buffer, `None` when more bytes are needed.
+    #[inline]
+    pub fn next_packet(&mut self) -> anyhow::Result<Option<Packet>> {
+        decode(&mut self.rbuf, self.version, MAX_PACKET_SIZE).context("decoding from broker")
+    }
+
+    /// Waits for the next packet (set-up paths only: the hot paths decode batches with [`Client::next_packet`]).
+    pub async fn read_packet(&mut self) -> anyhow::Result<Packet> {
+        let read = async {
+            loop {
+                if let Some(packet) = self.next_packet()? {
+                    return Ok(packet);
+                }
+                self.read_more(None).await?;
+            }
+        };
+        tokio::time::timeout(SETUP_TIMEOUT, read)
+            .await
+            .map_err(|_| anyhow!("no packet from broker within {SETUP_TIMEOUT:?}"))?
+    }
+
+    /// Sends DISCONNECT (normal disconnection) and closes the connection; errors are ignored, the broker may
+    /// already be gone.
+    pub async fn disconnect(mut self) {
+        let packet = Packet::Disconnect(Disconnect::new(ReasonCode::Success));
+        if encode(&packet, self.version, &mut self.wbuf).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.flush()).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.stream.shutdown()).await;
+    }
+}

@@ -1,0 +1,115 @@
+//! `idle`: N connections, each CONNECT + one SUBSCRIBE to its own topic, held open.
+//!
+//! Measures the accept rate (CONNECT + SUBSCRIBE handshakes completed per second, 64 in parallel) and the broker's
+//! resident memory per connection (its `VmRSS` after the hold minus before the first connection, divided by N).
+//! Then verifies every connection is still live: one message to each connection's topic, each must arrive
+//! exactly once. Loss fails this scenario at any QoS: one message per connection leaves no excuse.
+
+use super::{Case, Settings, Target};
+use crate::client::{Client, ConnectOptions};
+use crate::flow::{await_deliveries, connect_many, judge};
+use crate::measure::{PeakRss, Pid};
+use crate::payload::PublishTemplate;
+use crate::publisher::publish_once;
+use crate::report::{CaseResult, Unit};
+use crate::subscriber::{SubscriberPlan, run_subscriber};
+use crate::tracker::{Delivery, PublisherCounters, SubscriberCounters};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Runs the idle case.
+pub(super) async fn run(target: &Target, settings: &Settings, case: &Case, run: &str) -> anyhow::Result<CaseResult> {
+    let n = settings.pick(settings.connections, 2000, 20).max(1);
+    anyhow::ensure!(n <= 60_000, "at most 60000 idle connections");
+    let hold = Duration::from_secs_f64(settings.pick(settings.hold, 2.0, 0.2).max(0.0));
+    let broker = target.pid.map(Pid::Other);
+    let peak = broker.map(PeakRss::start);
+    // Let the broker settle before the baseline.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let rss_before = broker.and_then(|p| p.rss_bytes().ok());
+
+    let topics: Vec<String> = (0..n).map(|i| format!("{run}/idle/{i}")).collect();
+    let receive_maximum = (case.qos.as_u8() > 0).then_some(case.inflight);
+    let options = topics
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut o = ConnectOptions::new(settings.version(), format!("{run}-i{i}"));
+            o.receive_maximum = receive_maximum;
+            (o, vec![t.clone()], case.qos)
+        })
+        .collect();
+    let started = Instant::now();
+    let clients = connect_many(target, options).await?;
+    let setup = started.elapsed();
+    tokio::time::sleep(hold).await;
+    let rss_after = broker.and_then(|p| p.rss_bytes().ok());
+
+    // Verify: one message to every connection, stamped as publisher i, sequence 0.
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    let publishers: Arc<[PublisherCounters]> = (0..n).map(|_| PublisherCounters::default()).collect();
+    let mut counters = Vec::with_capacity(n);
+    let mut readers = Vec::with_capacity(n);
+    for (i, client) in clients.into_iter().enumerate() {
+        let c = Arc::new(SubscriberCounters::default());
+        counters.push(Arc::clone(&c));
+        let plan = SubscriberPlan {
+            expects: vec![i as u32],
+            publishers: Arc::clone(&publishers),
+            feeds_window: false,
+            counters: c,
+            latency_window: (0, u64::MAX),
+            slow: None,
+            coalesce: None,
+            retained_only: false,
+        };
+        readers.push(tokio::spawn(run_subscriber(client, plan, stop.clone())));
+    }
+    let templates = topics
+        .iter()
+        .map(|t| PublishTemplate::new(t, case.qos, false, settings.payload, settings.version()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let publisher = Client::connect(target.addr, &ConnectOptions::new(settings.version(), format!("{run}-ip"))).await?;
+    let timeout = settings.drain_timeout();
+    let report = publish_once(publisher, templates, case.qos, case.inflight, true, timeout).await;
+    let mut errors: Vec<String> = report.error.into_iter().collect();
+    let sent: Vec<u64> = (0..n as u64).map(|i| u64::from(i < report.sent)).collect();
+    await_deliveries(&counters, report.sent, timeout, Duration::from_secs(2)).await;
+    // A moment for any duplicate to show up.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.cancel();
+
+    let mut delivery = Delivery::default();
+    let mut to_close = Vec::with_capacity(n + 1);
+    to_close.extend(report.client);
+    for handle in readers {
+        let r = handle.await?;
+        delivery.add(&r.tracker.delivery(&sent));
+        errors.extend(r.error);
+        to_close.extend(r.client);
+    }
+    for client in to_close {
+        client.disconnect().await;
+    }
+
+    let mut result = CaseResult::new(&case.label, &target.name);
+    result.push("conn/s", n as f64 / setup.as_secs_f64().max(1e-9), Unit::PerSecond);
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        let per_conn = after.saturating_sub(before) as f64 / n as f64;
+        result.push("bytes/conn", per_conn, Unit::Bytes);
+    }
+    if let Some(peak) = peak {
+        if let Some(rss) = peak.finish().await {
+            result.push("peak RSS", rss as f64, Unit::Bytes);
+        }
+    }
+    result.push("connections", n as f64, Unit::Count);
+    judge(&mut result, &delivery, case.qos, &errors);
+    if case.qos.as_u8() == 0 && delivery.lost > 0 {
+        result.fail(format!("{} of {n} idle connections did not get their message", delivery.lost));
+    }
+    result.delivery = Some(delivery);
+    Ok(result)
+}
