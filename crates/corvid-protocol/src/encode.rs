@@ -2,8 +2,8 @@
 
 use crate::error::EncodeError;
 use crate::packet::{
-    Auth, ConnAck, Connect, Disconnect, Packet, PacketType, PubResponse, Publish, RetainHandling,
-    SubAck, Subscribe, UnsubAck, Unsubscribe,
+    Auth, ConnAck, Connect, Disconnect, Packet, PacketType, PubResponse, Publish, RetainHandling, SubAck, Subscribe,
+    UnsubAck, Unsubscribe,
 };
 use crate::reason::ReasonCode;
 use crate::version::{ProtocolVersion, QoS};
@@ -13,28 +13,24 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// Encodes `packet` as `version` speaks it, appending to `buf`.
 ///
 /// Fields a version lacks (properties and reason codes before 5.0) are left out; reason codes map onto 3.x return
-/// codes. The whole length is computed first, so `buf` grows at most once.
-pub fn encode(
-    packet: &Packet,
-    version: ProtocolVersion,
-    buf: &mut BytesMut,
-) -> Result<(), EncodeError> {
+/// codes. The whole length is computed first, so `buf` grows at most once. A packet its receiver would have to
+/// refuse as malformed (a QoS 1 PUBLISH without packet identifier, an empty topic without alias, ...) is an error
+/// and nothing is written.
+pub fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    if let Packet::Publish(p) = packet {
+        return encode_publish(p, version, buf);
+    }
     let remaining = remaining_len(packet, version)?;
     buf.reserve(1 + varint_len(remaining as u32) + remaining);
     buf.put_u8(first_byte(packet));
     put_varint(buf, remaining as u32);
     let body_start = buf.len();
     write_body(packet, version, buf);
-    debug_assert_eq!(
-        buf.len() - body_start,
-        remaining,
-        "length of {:?}",
-        packet.packet_type()
-    );
+    debug_assert_eq!(buf.len() - body_start, remaining, "length of {:?}", packet.packet_type());
     Ok(())
 }
 
-/// The whole encoded size of `packet` in `version`, fixed header included.
+/// The whole encoded size of `packet` in `version`, fixed header included: what [`encode`] appends.
 pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, EncodeError> {
     let remaining = remaining_len(packet, version)?;
     Ok(1 + varint_len(remaining as u32) + remaining)
@@ -44,9 +40,21 @@ impl Publish {
     /// Encodes this PUBLISH once into shareable bytes, for sending the same bytes to many receivers.
     pub fn to_bytes(&self, version: ProtocolVersion) -> Result<Bytes, EncodeError> {
         let mut buf = BytesMut::new();
-        encode(&Packet::Publish(self.clone()), version, &mut buf)?;
+        encode_publish(self, version, &mut buf)?;
         Ok(buf.freeze())
     }
+}
+
+fn encode_publish(p: &Publish, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    let v5 = version.is_v5();
+    let remaining = publish_len(p, v5)?;
+    buf.reserve(1 + varint_len(remaining as u32) + remaining);
+    buf.put_u8((PacketType::Publish.as_u8() << 4) | (u8::from(p.dup) << 3) | (p.qos.as_u8() << 1) | u8::from(p.retain));
+    put_varint(buf, remaining as u32);
+    let body_start = buf.len();
+    write_publish(p, v5, buf);
+    debug_assert_eq!(buf.len() - body_start, remaining, "length of PUBLISH");
+    Ok(())
 }
 
 fn first_byte(packet: &Packet) -> u8 {
@@ -56,6 +64,32 @@ fn first_byte(packet: &Packet) -> u8 {
         _ => 0,
     };
     (packet.packet_type().as_u8() << 4) | flags
+}
+
+/// The remaining length of a PUBLISH, after checking that its receiver would accept it.
+fn publish_len(p: &Publish, v5: bool) -> Result<usize, EncodeError> {
+    match (p.qos, p.packet_id) {
+        (QoS::AtMostOnce, Some(_)) => return Err(EncodeError::UnexpectedPacketId),
+        (QoS::AtLeastOnce | QoS::ExactlyOnce, None) => return Err(EncodeError::MissingPacketId),
+        _ => {}
+    }
+    if p.dup && p.qos == QoS::AtMostOnce {
+        return Err(EncodeError::DupWithQoS0);
+    }
+    if p.topic.is_empty() && !(v5 && p.properties.topic_alias.is_some()) {
+        return Err(EncodeError::EmptyTopic);
+    }
+    let props = if v5 {
+        p.properties.check()?;
+        p.properties.wire_len()
+    } else {
+        0
+    };
+    let len = string_len(p.topic.as_bytes())? + if p.packet_id.is_some() { 2 } else { 0 } + props + p.payload.len();
+    if len > MAX_VARINT as usize {
+        return Err(EncodeError::PacketTooLarge);
+    }
+    Ok(len)
 }
 
 fn string_len(s: &[u8]) -> Result<usize, EncodeError> {
@@ -76,36 +110,18 @@ fn remaining_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, Enc
         Packet::Connect(c) => connect_len(c)?,
         Packet::ConnAck(c) => {
             2 + if v5 {
-                check(c.properties.has_oversized_field())?;
+                c.properties.check()?;
                 c.properties.wire_len()
             } else {
                 0
             }
         }
-        Packet::Publish(p) => {
-            match (p.qos, p.packet_id) {
-                (QoS::AtMostOnce, Some(_)) => return Err(EncodeError::UnexpectedPacketId),
-                (QoS::AtLeastOnce | QoS::ExactlyOnce, None) => {
-                    return Err(EncodeError::MissingPacketId);
-                }
-                _ => {}
-            }
-            let props = if v5 {
-                check(p.properties.has_oversized_field())?;
-                p.properties.wire_len()
-            } else {
-                0
-            };
-            string_len(p.topic.as_bytes())?
-                + if p.packet_id.is_some() { 2 } else { 0 }
-                + props
-                + p.payload.len()
-        }
+        Packet::Publish(p) => publish_len(p, v5)?,
         Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
             if short_response(r, v5) {
                 2
             } else {
-                check(r.properties.has_oversized_field())?;
+                r.properties.check()?;
                 3 + r.properties.wire_len()
             }
         }
@@ -113,7 +129,9 @@ fn remaining_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, Enc
             if s.filters.is_empty() {
                 return Err(EncodeError::EmptyList);
             }
-            check(v5 && s.properties.has_oversized_field())?;
+            if v5 {
+                s.properties.check()?;
+            }
             let mut len = 2 + if v5 { s.properties.wire_len() } else { 0 };
             for (filter, _) in &s.filters {
                 len += string_len(filter.as_bytes())? + 1;
@@ -130,7 +148,9 @@ fn remaining_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, Enc
             if u.filters.is_empty() {
                 return Err(EncodeError::EmptyList);
             }
-            check(v5 && u.properties.has_oversized_field())?;
+            if v5 {
+                u.properties.check()?;
+            }
             let mut len = 2 + if v5 { u.properties.wire_len() } else { 0 };
             for filter in &u.filters {
                 len += string_len(filter.as_bytes())?;
@@ -152,7 +172,7 @@ fn remaining_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, Enc
             if !v5 || (d.reason_code == ReasonCode::Success && d.properties == Default::default()) {
                 0
             } else {
-                check(d.properties.has_oversized_field())?;
+                d.properties.check()?;
                 1 + d.properties.wire_len()
             }
         }
@@ -160,8 +180,12 @@ fn remaining_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, Enc
             if !v5 {
                 return Err(EncodeError::NotInVersion(PacketType::Auth));
             }
-            check(a.properties.has_oversized_field())?;
-            1 + a.properties.wire_len()
+            if short_auth(a) {
+                0
+            } else {
+                a.properties.check()?;
+                1 + a.properties.wire_len()
+            }
         }
     };
     if len > MAX_VARINT as usize {
@@ -170,16 +194,8 @@ fn remaining_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, Enc
     Ok(len)
 }
 
-fn check(oversized: bool) -> Result<(), EncodeError> {
-    if oversized {
-        Err(EncodeError::FieldTooLong)
-    } else {
-        Ok(())
-    }
-}
-
 fn ack_props_len(props: &crate::properties::AckProperties) -> Result<usize, EncodeError> {
-    check(props.has_oversized_field())?;
+    props.check()?;
     Ok(props.wire_len())
 }
 
@@ -187,13 +203,16 @@ fn connect_len(c: &Connect) -> Result<usize, EncodeError> {
     let v5 = c.protocol.is_v5();
     let mut len = string_len(c.protocol.protocol_name().as_bytes())? + 1 + 1 + 2;
     if v5 {
-        check(c.properties.has_oversized_field())?;
+        c.properties.check()?;
         len += c.properties.wire_len();
     }
     len += string_len(c.client_id.as_bytes())?;
     if let Some(will) = &c.will {
+        if will.topic.is_empty() {
+            return Err(EncodeError::EmptyTopic);
+        }
         if v5 {
-            check(will.properties.has_oversized_field())?;
+            will.properties.check()?;
             len += will.properties.wire_len();
         }
         len += string_len(will.topic.as_bytes())? + string_len(&will.payload)?;
@@ -356,7 +375,14 @@ fn write_disconnect(d: &Disconnect, v5: bool, buf: &mut BytesMut) {
     }
 }
 
+/// Whether an AUTH is a plain success, sent without reason code and properties (MQTT 5.0 section 3.15.2.1).
+fn short_auth(a: &Auth) -> bool {
+    a.reason_code == ReasonCode::Success && a.properties == Default::default()
+}
+
 fn write_auth(a: &Auth, buf: &mut BytesMut) {
-    buf.put_u8(a.reason_code.as_u8());
-    a.properties.write(buf);
+    if !short_auth(a) {
+        buf.put_u8(a.reason_code.as_u8());
+        a.properties.write(buf);
+    }
 }

@@ -67,7 +67,8 @@ pub enum DecodeError {
     /// No Local set on a shared subscription.
     #[error("no-local set on a shared subscription")]
     NoLocalOnSharedSubscription,
-    /// The CONNECT protocol name is neither `MQTT` nor `MQIsdp`, or does not fit the level.
+    /// The CONNECT protocol name is neither `MQTT` nor `MQIsdp`. (A known name with a level it does not have, e.g.
+    /// `MQTT` level 3, is [`DecodeError::UnsupportedProtocolVersion`].)
     #[error("invalid protocol name")]
     InvalidProtocolName,
     /// A protocol level other than 3, 4 or 5.
@@ -117,6 +118,11 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// The MQTT 5 reason code to send in CONNACK or DISCONNECT before closing.
+    ///
+    /// Where the specification calls a violation a Protocol Error (0x82) rather than a Malformed Packet (0x81), so
+    /// does this: repeated properties, out-of-range property values, authentication data without method, an empty
+    /// topic without alias, SUBSCRIBE or UNSUBSCRIBE without filters (MQTT-3.8.3-2, MQTT-3.10.3-2), QoS 3 or
+    /// Retain Handling 3 in subscription options (section 3.8.3.1), No Local on a shared subscription.
     pub fn reason_code(&self) -> ReasonCode {
         match self {
             Self::PacketTooLarge { .. } => ReasonCode::PacketTooLarge,
@@ -126,8 +132,16 @@ impl DecodeError {
             | Self::AuthDataWithoutMethod
             | Self::EmptyTopicWithoutAlias
             | Self::NoLocalOnSharedSubscription
+            | Self::NoTopicFilters
             | Self::InvalidProtocolName
             | Self::ReservedPacketType(_) => ReasonCode::ProtocolError,
+            // Reserved bits set make the packet malformed; with them clear, QoS 3 or Retain Handling 3 is a
+            // protocol error.
+            Self::InvalidSubscriptionOptions(bits)
+                if bits & 0xC0 == 0 && (bits & 0x03 == 0x03 || bits & 0x30 == 0x30) =>
+            {
+                ReasonCode::ProtocolError
+            }
             _ => ReasonCode::MalformedPacket,
         }
     }
@@ -155,4 +169,15 @@ pub enum EncodeError {
     /// A SUBSCRIBE or UNSUBSCRIBE with no filter, or a SUBACK with no reason code.
     #[error("empty list of topic filters or reason codes")]
     EmptyList,
+    /// A property value out of its range, which the receiver would refuse (Receive Maximum, Maximum Packet Size or
+    /// Topic Alias 0, Maximum QoS 2, a Subscription Identifier of 0 or above 268,435,455): the property identifier.
+    #[error("invalid value for property 0x{0:02X}")]
+    InvalidPropertyValue(u8),
+    /// A QoS 0 PUBLISH with the DUP flag set, which the receiver must treat as malformed.
+    #[error("DUP flag set on a QoS 0 PUBLISH")]
+    DupWithQoS0,
+    /// An empty topic name (see [`crate::TopicName::alias_only`]) where the receiver would refuse it: in a will,
+    /// in any 3.x PUBLISH, or in an MQTT 5 PUBLISH without a topic alias.
+    #[error("empty topic name without topic alias")]
+    EmptyTopic,
 }

@@ -10,8 +10,8 @@
 //! - [`topic`]: validated topic names and filters, matching, shared-subscription filters.
 //! - [`properties`]: the MQTT 5 properties of each packet type.
 //! - [`packet`]: the packet model.
-//! - [`decode`]: the incremental, strict decoder.
-//! - [`encode`]: the encoder, with exact lengths.
+//! - [`mod@decode`]: the incremental, strict decoder.
+//! - [`mod@encode`]: the encoder, with exact lengths.
 //! - [`error`]: decode and encode errors, each knowing its reason code.
 //!
 //! # Example
@@ -41,12 +41,12 @@ pub use decode::{decode, decode_frame_length};
 pub use encode::{encode, encoded_len};
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
-    Auth, ConnAck, Connect, Disconnect, Packet, PacketId, PacketType, PubResponse, Publish,
-    RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
+    Auth, ConnAck, Connect, Disconnect, Packet, PacketId, PacketType, PubResponse, Publish, RetainHandling, SubAck,
+    Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 pub use properties::{
-    AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PublishProperties, SubscribeProperties, UnsubscribeProperties, UserProperty, WillProperties,
+    AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties, PublishProperties,
+    SubscribeProperties, UnsubscribeProperties, UserProperty, WillProperties,
 };
 pub use reason::ReasonCode;
 pub use topic::{SharedFilter, TopicError, TopicFilter, TopicName};

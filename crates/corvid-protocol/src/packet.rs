@@ -1,8 +1,8 @@
 //! The packet model: one set of types for every protocol version (the MQTT 5.0 superset).
 
 use crate::properties::{
-    AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PublishProperties, SubscribeProperties, UnsubscribeProperties, WillProperties,
+    AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties, PublishProperties,
+    SubscribeProperties, UnsubscribeProperties, WillProperties,
 };
 use crate::reason::ReasonCode;
 use crate::topic::{TopicFilter, TopicName};
@@ -283,11 +283,7 @@ pub struct PubResponse {
 impl PubResponse {
     /// A successful response for `packet_id`.
     pub fn new(packet_id: PacketId) -> Self {
-        Self {
-            packet_id,
-            reason_code: ReasonCode::Success,
-            properties: AckProperties::default(),
-        }
+        Self { packet_id, reason_code: ReasonCode::Success, properties: AckProperties::default() }
     }
 }
 
@@ -319,10 +315,7 @@ pub struct SubscriptionOptions {
 impl SubscriptionOptions {
     /// Options with the given QoS and defaults for the rest.
     pub fn qos(qos: QoS) -> Self {
-        Self {
-            qos,
-            ..Self::default()
-        }
+        Self { qos, ..Self::default() }
     }
 }
 
@@ -382,10 +375,7 @@ pub struct Disconnect {
 impl Disconnect {
     /// A DISCONNECT with `reason_code` and no properties.
     pub fn new(reason_code: ReasonCode) -> Self {
-        Self {
-            reason_code,
-            properties: DisconnectProperties::default(),
-        }
+        Self { reason_code, properties: DisconnectProperties::default() }
     }
 }
 

@@ -4,10 +4,10 @@
 //! written once and the decoder, the encoder and the length computation agree. Properties not allowed in a packet,
 //! unknown identifiers, repeats and out-of-range values are decode errors.
 
-use crate::error::DecodeError;
+use crate::error::{DecodeError, EncodeError};
 use crate::packet::PacketType;
 use crate::version::QoS;
-use crate::wire::{Reader, put_binary, put_varint, varint_len};
+use crate::wire::{MAX_VARINT, Reader, put_binary, put_varint, varint_len};
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
@@ -23,10 +23,7 @@ pub struct UserProperty {
 impl UserProperty {
     /// A user property from a key and a value.
     pub fn new(key: impl Into<ByteString>, value: impl Into<ByteString>) -> Self {
-        Self {
-            key: key.into(),
-            value: value.into(),
-        }
+        Self { key: key.into(), value: value.into() }
     }
 }
 
@@ -80,6 +77,9 @@ mod kind {
 
     macro_rules! single {
         ($name:ident, $ty:ty, $read:expr, $len:expr, $write:expr) => {
+            single!($name, $ty, $read, $len, $write, |_, _| Ok(()));
+        };
+        ($name:ident, $ty:ty, $read:expr, $len:expr, $write:expr, $check:expr) => {
             pub(super) mod $name {
                 use super::*;
                 pub(crate) fn read(
@@ -104,8 +104,26 @@ mod kind {
                         write(v, buf);
                     }
                 }
+                /// Whether the value can be sent: in range for the property, and short enough for its length prefix.
+                pub(crate) fn check(field: &Option<$ty>, id: u8) -> Result<(), EncodeError> {
+                    let check: fn(&$ty, u8) -> Result<(), EncodeError> = $check;
+                    field.as_ref().map_or(Ok(()), |v| check(v, id))
+                }
             }
         };
+    }
+
+    fn nonzero(zero: bool, id: u8) -> Result<(), EncodeError> {
+        if zero { Err(EncodeError::InvalidPropertyValue(id)) } else { Ok(()) }
+    }
+
+    pub(super) fn fits(len: usize) -> Result<(), EncodeError> {
+        if len > 0xFFFF { Err(EncodeError::FieldTooLong) } else { Ok(()) }
+    }
+
+    /// A variable byte integer property: 1 to 268,435,455.
+    fn varint_in_range(v: u32, id: u8) -> Result<(), EncodeError> {
+        nonzero(v == 0 || v > MAX_VARINT, id)
     }
 
     single!(
@@ -128,7 +146,9 @@ mod kind {
             _ => Err(DecodeError::InvalidPropertyValue(id)),
         },
         |_| 1,
-        |v, b| b.put_u8(v.as_u8())
+        |v, b| b.put_u8(v.as_u8()),
+        // Maximum QoS is 0 or 1; its absence means 2.
+        |v, id| nonzero(*v == QoS::ExactlyOnce, id)
     );
     single!(u16, u16, |r, _| r.u16(), |_| 2, |v, b| b.put_u16(*v));
     single!(
@@ -139,7 +159,8 @@ mod kind {
             v => Ok(v),
         },
         |_| 2,
-        |v, b| b.put_u16(*v)
+        |v, b| b.put_u16(*v),
+        |v, id| nonzero(*v == 0, id)
     );
     single!(u32, u32, |r, _| r.u32(), |_| 4, |v, b| b.put_u32(*v));
     single!(
@@ -150,7 +171,8 @@ mod kind {
             v => Ok(v),
         },
         |_| 4,
-        |v, b| b.put_u32(*v)
+        |v, b| b.put_u32(*v),
+        |v, id| nonzero(*v == 0, id)
     );
     single!(
         varint,
@@ -160,28 +182,18 @@ mod kind {
             v => Ok(v),
         },
         |v| varint_len(*v),
-        |v, b| put_varint(b, *v)
+        |v, b| put_varint(b, *v),
+        |v, id| varint_in_range(*v, id)
     );
-    single!(
-        string,
-        ByteString,
-        |r, _| r.string(),
-        |v| 2 + v.len(),
-        |v, b| put_binary(b, v.as_bytes())
-    );
-    single!(binary, Bytes, |r, _| r.binary(), |v| 2 + v.len(), |v, b| {
-        put_binary(b, v)
-    });
+    single!(string, ByteString, |r, _| r.string(), |v| 2 + v.len(), |v, b| put_binary(b, v.as_bytes()), |v, _| fits(
+        v.len()
+    ));
+    single!(binary, Bytes, |r, _| r.binary(), |v| 2 + v.len(), |v, b| put_binary(b, v), |v, _| fits(v.len()));
 
     /// Subscription identifiers in PUBLISH: repeatable, each a non-zero variable byte integer.
     pub(super) mod varints {
         use super::*;
-        pub(crate) fn read(
-            field: &mut Vec<u32>,
-            r: &mut Reader<'_>,
-            id: u8,
-            _: &mut u64,
-        ) -> Result<(), DecodeError> {
+        pub(crate) fn read(field: &mut Vec<u32>, r: &mut Reader<'_>, id: u8, _: &mut u64) -> Result<(), DecodeError> {
             match r.varint()? {
                 0 => Err(DecodeError::InvalidPropertyValue(id)),
                 v => {
@@ -199,13 +211,16 @@ mod kind {
                 put_varint(buf, *v);
             }
         }
+        pub(crate) fn check(field: &[u32], id: u8) -> Result<(), EncodeError> {
+            field.iter().try_for_each(|v| varint_in_range(*v, id))
+        }
     }
 }
 
 macro_rules! property_set {
     (
         $(#[$meta:meta])*
-        $name:ident for $packet:expr => {
+        $name:ident => {
             $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $id:literal as $kind:ident, )*
         }
     ) => {
@@ -218,8 +233,8 @@ macro_rules! property_set {
         }
 
         impl $name {
-            /// Reads the property length and the properties.
-            pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+            /// Reads the property length and the properties of a `packet_type` packet (named in errors).
+            pub(crate) fn read(r: &mut Reader<'_>, packet_type: PacketType) -> Result<Self, DecodeError> {
                 let len = r.varint()? as usize;
                 let mut r = r.take(len)?;
                 let mut props = Self::default();
@@ -235,7 +250,7 @@ macro_rules! property_set {
                         }
                         $( $id => kind::$kind::read(&mut props.$field, &mut r, $id, &mut seen)?, )*
                         other if is_known(other) => {
-                            return Err(DecodeError::PropertyNotAllowed { id: other, packet_type: $packet })
+                            return Err(DecodeError::PropertyNotAllowed { id: other, packet_type })
                         }
                         other => return Err(DecodeError::UnknownProperty(other)),
                     }
@@ -266,43 +281,23 @@ macro_rules! property_set {
                 }
             }
 
-            /// Whether any string or binary field is longer than 65,535 bytes.
-            pub(crate) fn has_oversized_field(&self) -> bool {
-                self.user_properties.iter().any(|p| p.key.len() > 0xFFFF || p.value.len() > 0xFFFF)
-                    $( || oversized(&self.$field) )*
+            /// Whether the properties can be sent: every value in its range
+            /// ([`EncodeError::InvalidPropertyValue`]), every string and binary value at most 65,535 bytes
+            /// ([`EncodeError::FieldTooLong`]).
+            pub(crate) fn check(&self) -> Result<(), EncodeError> {
+                $( kind::$kind::check(&self.$field, $id)?; )*
+                self.user_properties.iter().try_for_each(|p| {
+                    kind::fits(p.key.len())?;
+                    kind::fits(p.value.len())
+                })
             }
         }
     };
 }
 
-/// Whether a field is a string or binary value too long for its two-byte length prefix.
-trait MaybeOversized {
-    fn oversized(&self) -> bool {
-        false
-    }
-}
-impl MaybeOversized for Option<bool> {}
-impl MaybeOversized for Option<QoS> {}
-impl MaybeOversized for Option<u16> {}
-impl MaybeOversized for Option<u32> {}
-impl MaybeOversized for Vec<u32> {}
-impl MaybeOversized for Option<ByteString> {
-    fn oversized(&self) -> bool {
-        self.as_ref().is_some_and(|s| s.len() > 0xFFFF)
-    }
-}
-impl MaybeOversized for Option<Bytes> {
-    fn oversized(&self) -> bool {
-        self.as_ref().is_some_and(|s| s.len() > 0xFFFF)
-    }
-}
-fn oversized(field: &impl MaybeOversized) -> bool {
-    field.oversized()
-}
-
 property_set! {
     /// CONNECT properties (MQTT 5.0 section 3.1.2.11).
-    ConnectProperties for PacketType::Connect => {
+    ConnectProperties => {
         /// Session Expiry Interval in seconds (0x11); absent means 0.
         session_expiry_interval: Option<u32> = 0x11 as u32,
         /// Receive Maximum (0x21): how many QoS 1 and 2 PUBLISH the client accepts unacknowledged.
@@ -324,7 +319,7 @@ property_set! {
 
 property_set! {
     /// Will properties (MQTT 5.0 section 3.1.3.2).
-    WillProperties for PacketType::Connect => {
+    WillProperties => {
         /// Will Delay Interval in seconds (0x18).
         will_delay_interval: Option<u32> = 0x18 as u32,
         /// Payload Format Indicator (0x01): `true` for UTF-8 payload.
@@ -342,7 +337,7 @@ property_set! {
 
 property_set! {
     /// CONNACK properties (MQTT 5.0 section 3.2.2.3).
-    ConnAckProperties for PacketType::ConnAck => {
+    ConnAckProperties => {
         /// Session Expiry Interval (0x11) the server uses, when it differs from the client's.
         session_expiry_interval: Option<u32> = 0x11 as u32,
         /// Receive Maximum (0x21) of the server.
@@ -380,7 +375,7 @@ property_set! {
 
 property_set! {
     /// PUBLISH properties (MQTT 5.0 section 3.3.2.3).
-    PublishProperties for PacketType::Publish => {
+    PublishProperties => {
         /// Payload Format Indicator (0x01): `true` for UTF-8 payload.
         payload_format_indicator: Option<bool> = 0x01 as u8_flag,
         /// Message Expiry Interval in seconds (0x02).
@@ -400,7 +395,7 @@ property_set! {
 
 property_set! {
     /// Properties of PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and UNSUBACK: a reason string and user properties.
-    AckProperties for PacketType::PubAck => {
+    AckProperties => {
         /// Reason String (0x1F).
         reason_string: Option<ByteString> = 0x1F as string,
     }
@@ -408,7 +403,7 @@ property_set! {
 
 property_set! {
     /// SUBSCRIBE properties (MQTT 5.0 section 3.8.2.1).
-    SubscribeProperties for PacketType::Subscribe => {
+    SubscribeProperties => {
         /// Subscription Identifier (0x0B), 1 to 268,435,455.
         subscription_identifier: Option<u32> = 0x0B as varint,
     }
@@ -416,12 +411,12 @@ property_set! {
 
 property_set! {
     /// UNSUBSCRIBE properties (MQTT 5.0 section 3.10.2.1): user properties only.
-    UnsubscribeProperties for PacketType::Unsubscribe => {}
+    UnsubscribeProperties => {}
 }
 
 property_set! {
     /// DISCONNECT properties (MQTT 5.0 section 3.14.2.2).
-    DisconnectProperties for PacketType::Disconnect => {
+    DisconnectProperties => {
         /// Session Expiry Interval (0x11), replacing the one from CONNECT.
         session_expiry_interval: Option<u32> = 0x11 as u32,
         /// Reason String (0x1F).
@@ -433,7 +428,7 @@ property_set! {
 
 property_set! {
     /// AUTH properties (MQTT 5.0 section 3.15.2.2).
-    AuthProperties for PacketType::Auth => {
+    AuthProperties => {
         /// Authentication Method (0x15).
         authentication_method: Option<ByteString> = 0x15 as string,
         /// Authentication Data (0x16).

@@ -143,19 +143,12 @@ const TABLE: &[(u8, ReasonCode)] = &[
 impl ReasonCode {
     /// The reason code for a wire byte, `None` for a byte the specification does not define.
     pub fn from_u8(value: u8) -> Option<Self> {
-        TABLE
-            .iter()
-            .find(|(v, _)| *v == value)
-            .map(|(_, code)| *code)
+        TABLE.iter().find(|(v, _)| *v == value).map(|(_, code)| *code)
     }
 
     /// The wire byte.
     pub fn as_u8(self) -> u8 {
-        TABLE
-            .iter()
-            .find(|(_, c)| *c == self)
-            .map(|(v, _)| *v)
-            .unwrap_or(0x80)
+        TABLE.iter().find(|(_, c)| *c == self).map(|(v, _)| *v).unwrap_or(0x80)
     }
 
     /// Whether this code reports a failure (0x80 and above).

@@ -62,6 +62,12 @@ impl TopicName {
         Ok(())
     }
 
+    /// A name the decoder has already checked (non-empty, no U+0000, no wildcard, at most 65,535 bytes).
+    pub(crate) fn from_checked(name: ByteString) -> Self {
+        debug_assert!(Self::validate(&name).is_ok());
+        Self(name)
+    }
+
     /// The empty name of an MQTT 5 PUBLISH that carries only a topic alias (MQTT 5.0 section 3.3.2.3.4).
     pub fn alias_only() -> Self {
         Self(ByteString::new())
@@ -118,9 +124,25 @@ impl TopicFilter {
     /// Checks `filter` without building a `TopicFilter`.
     pub fn validate(filter: &str) -> Result<(), TopicError> {
         check_common(filter)?;
+        Self::check_structure(filter)
+    }
+
+    /// A filter from the decoder, which has already checked its length (a two-byte prefix) and refused U+0000.
+    pub(crate) fn from_decoded(filter: ByteString) -> Result<Self, TopicError> {
+        if filter.is_empty() {
+            return Err(TopicError::Empty);
+        }
+        Self::check_structure(&filter)?;
+        Ok(Self(filter))
+    }
+
+    /// The shared-subscription form and the wildcard levels.
+    fn check_structure(filter: &str) -> Result<(), TopicError> {
         if let Some(rest) = filter.strip_prefix("$share/") {
-            let (group, inner) = rest.split_once('/').ok_or(TopicError::MalformedShare)?;
-            if group.is_empty() || group.contains(['+', '#']) || inner.is_empty() {
+            let rest = rest.as_bytes();
+            let slash = rest.iter().position(|&b| b == b'/').ok_or(TopicError::MalformedShare)?;
+            let (group, inner) = (&rest[..slash], &rest[slash + 1..]);
+            if group.is_empty() || group.iter().any(|&b| b == b'+' || b == b'#') || inner.is_empty() {
                 return Err(TopicError::MalformedShare);
             }
             return check_levels(inner);
@@ -128,7 +150,7 @@ impl TopicFilter {
         if filter == "$share" {
             return Err(TopicError::MalformedShare);
         }
-        check_levels(filter)
+        check_levels(filter.as_bytes())
     }
 
     /// The filter as a string slice.
@@ -160,14 +182,16 @@ impl TopicFilter {
     }
 }
 
-fn check_levels(filter: &str) -> Result<(), TopicError> {
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        match level {
-            "#" if levels.peek().is_some() => return Err(TopicError::MisplacedWildcard),
-            "#" | "+" => {}
-            _ if level.contains(['+', '#']) => return Err(TopicError::MisplacedWildcard),
-            _ => {}
+/// Whether every `+` and `#` is a whole level, and `#` the last one: in one pass over the bytes, each wildcard must
+/// have a `/` or an end on both sides, and `#` must be the last byte.
+fn check_levels(filter: &[u8]) -> Result<(), TopicError> {
+    for (i, &b) in filter.iter().enumerate() {
+        if b != b'+' && b != b'#' {
+            continue;
+        }
+        let whole_level = (i == 0 || filter[i - 1] == b'/') && filter.get(i + 1).is_none_or(|&next| next == b'/');
+        if !whole_level || (b == b'#' && i + 1 != filter.len()) {
+            return Err(TopicError::MisplacedWildcard);
         }
     }
     Ok(())
@@ -238,46 +262,58 @@ mod tests {
 
     #[test]
     fn filters() {
-        for ok in [
-            "#",
-            "+",
-            "a/#",
-            "a/+/b",
-            "+/+",
-            "/+",
-            "a//#",
-            "$share/g/a/#",
-            "$share/g/#",
-            "sport/tennis/+",
-        ] {
+        for ok in ["#", "+", "a/#", "a/+/b", "+/+", "/+", "a//#", "$share/g/a/#", "$share/g/#", "sport/tennis/+"] {
             assert!(TopicFilter::new(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "a/#/b",
-            "a+",
-            "#a",
-            "a/b#",
-            "+a/b",
-            "$share/g",
-            "$share//a",
-            "$share/g+/a",
-            "$share/g/",
-        ] {
+        for bad in ["", "a/#/b", "a+", "#a", "a/b#", "+a/b", "$share/g", "$share//a", "$share/g+/a", "$share/g/"] {
             assert!(TopicFilter::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The level rule as the specification states it, level by level.
+    fn check_levels_by_level(filter: &str) -> Result<(), TopicError> {
+        let mut levels = filter.split('/').peekable();
+        while let Some(level) = levels.next() {
+            match level {
+                "#" if levels.peek().is_some() => return Err(TopicError::MisplacedWildcard),
+                "#" | "+" => {}
+                _ if level.contains(['+', '#']) => return Err(TopicError::MisplacedWildcard),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn byte_level_check_agrees_with_the_level_by_level_rule() {
+        // Every string of up to 7 characters over the alphabet that matters.
+        let alphabet = [b'a', b'/', b'+', b'#'];
+        let mut checked = 0;
+        for len in 0..=7u32 {
+            for n in 0..4usize.pow(len) {
+                let s: String = (0..len).map(|i| alphabet[(n / 4usize.pow(i)) % 4] as char).collect();
+                assert_eq!(check_levels(s.as_bytes()), check_levels_by_level(&s), "{s:?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 21_845);
+    }
+
+    #[test]
+    fn decoded_filters_are_checked_like_new_ones() {
+        for f in ["", "#", "a/#/b", "$share/g/a/+", "$share/g", "$share", "a+", "$share/g+/a", "sport/+/x"] {
+            assert_eq!(
+                TopicFilter::from_decoded(ByteString::from(f)).map(|t| t.as_str().to_string()),
+                TopicFilter::new(f).map(|t| t.as_str().to_string()),
+                "{f:?}"
+            );
         }
     }
 
     #[test]
     fn shared_split() {
         let f = TopicFilter::new("$share/group/a/+/c").unwrap();
-        assert_eq!(
-            f.shared(),
-            Some(SharedFilter {
-                group: "group",
-                filter: "a/+/c"
-            })
-        );
+        assert_eq!(f.shared(), Some(SharedFilter { group: "group", filter: "a/+/c" }));
         assert!(f.matches(&TopicName::new("a/b/c").unwrap()));
         assert_eq!(TopicFilter::new("a/b").unwrap().shared(), None);
     }
@@ -286,14 +322,8 @@ mod tests {
     fn matching_from_the_spec() {
         // MQTT 3.1.1 section 4.7.1.2 and 4.7.1.3 examples.
         assert!(matches("sport/tennis/player1/#", "sport/tennis/player1"));
-        assert!(matches(
-            "sport/tennis/player1/#",
-            "sport/tennis/player1/ranking"
-        ));
-        assert!(matches(
-            "sport/tennis/player1/#",
-            "sport/tennis/player1/score/wimbledon"
-        ));
+        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1/ranking"));
+        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon"));
         assert!(matches("sport/#", "sport"));
         assert!(matches("#", "sport/tennis"));
         assert!(matches("sport/tennis/+", "sport/tennis/player1"));

@@ -16,11 +16,7 @@ pub(crate) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a Bytes, pos: usize) -> Self {
-        Self {
-            buf,
-            pos,
-            end: buf.len(),
-        }
+        Self { buf, pos, end: buf.len() }
     }
 
     pub(crate) fn remaining(&self) -> usize {
@@ -36,11 +32,7 @@ impl<'a> Reader<'a> {
         if len > self.remaining() {
             return Err(DecodeError::Truncated);
         }
-        let sub = Reader {
-            buf: self.buf,
-            pos: self.pos,
-            end: self.pos + len,
-        };
+        let sub = Reader { buf: self.buf, pos: self.pos, end: self.pos + len };
         self.pos += len;
         Ok(sub)
     }
@@ -71,6 +63,10 @@ impl<'a> Reader<'a> {
             let b = self.u8()?;
             value |= u32::from(b & 0x7F) << (7 * i);
             if b & 0x80 == 0 {
+                if b == 0 && i > 0 {
+                    // Not the minimum number of bytes [MQTT-1.5.5-1].
+                    return Err(DecodeError::MalformedVariableInteger);
+                }
                 return Ok(value);
             }
         }
@@ -97,11 +93,9 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
-    /// Everything left.
-    pub(crate) fn rest(&mut self) -> Bytes {
-        let b = self.buf.slice(self.pos..self.end);
-        self.pos = self.end;
-        b
+    /// The offset of the next byte in the buffer.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
     }
 
     /// Binary data: a two-byte length, then the bytes.
@@ -112,12 +106,53 @@ impl<'a> Reader<'a> {
 
     /// A UTF-8 encoded string (MQTT 5.0 section 1.5.4): valid UTF-8, no U+0000 (surrogates are not valid UTF-8).
     pub(crate) fn string(&mut self) -> Result<ByteString, DecodeError> {
+        Ok(self.string_scanned()?.0)
+    }
+
+    /// A UTF-8 encoded string, and whether it holds a `+` or `#` (found in the same pass as U+0000).
+    pub(crate) fn string_scanned(&mut self) -> Result<(ByteString, bool), DecodeError> {
         let raw = self.binary()?;
-        if raw.contains(&0) {
+        let scan = scan(&raw);
+        if scan.nul {
             return Err(DecodeError::NullCharacter);
         }
-        ByteString::try_from(raw).map_err(|_| DecodeError::InvalidUtf8)
+        let s = ByteString::try_from(raw).map_err(|_| DecodeError::InvalidUtf8)?;
+        Ok((s, scan.wildcard))
     }
+}
+
+/// What [`scan`] found in a string.
+pub(crate) struct Scan {
+    /// A zero byte (U+0000).
+    pub(crate) nul: bool,
+    /// A `+` or `#`.
+    pub(crate) wildcard: bool,
+}
+
+/// Looks for zero bytes, `+` and `#` in one pass, eight bytes at a time.
+pub(crate) fn scan(bytes: &[u8]) -> Scan {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Non-zero exactly when some byte of `v` is zero.
+    fn zero_byte(v: u64) -> u64 {
+        v.wrapping_sub(ONES) & !v & HIGHS
+    }
+    let mut nul = 0u64;
+    let mut wildcard = 0u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word);
+        nul |= zero_byte(v);
+        wildcard |= zero_byte(v ^ (ONES * u64::from(b'+'))) | zero_byte(v ^ (ONES * u64::from(b'#')));
+    }
+    let mut scan = Scan { nul: nul != 0, wildcard: wildcard != 0 };
+    for &b in chunks.remainder() {
+        scan.nul |= b == 0;
+        scan.wildcard |= b == b'+' || b == b'#';
+    }
+    scan
 }
 
 pub(crate) fn varint_len(value: u32) -> usize {
@@ -174,10 +209,37 @@ mod tests {
             assert_eq!(Reader::new(&frozen, 0).varint().unwrap(), value);
         }
         let five = Bytes::from_static(&[0xFF, 0xFF, 0xFF, 0xFF, 0x01]);
-        assert_eq!(
-            Reader::new(&five, 0).varint(),
-            Err(DecodeError::MalformedVariableInteger)
-        );
+        assert_eq!(Reader::new(&five, 0).varint(), Err(DecodeError::MalformedVariableInteger));
+    }
+
+    #[test]
+    fn scan_finds_every_position() {
+        for len in 0..40 {
+            let clean = vec![b'a'; len];
+            let s = scan(&clean);
+            assert!(!s.nul && !s.wildcard, "{len}");
+            for at in 0..len {
+                for (byte, nul, wildcard) in [(0u8, true, false), (b'+', false, true), (b'#', false, true)] {
+                    let mut v = clean.clone();
+                    v[at] = byte;
+                    let s = scan(&v);
+                    assert_eq!((s.nul, s.wildcard), (nul, wildcard), "{len} {at} {byte}");
+                }
+            }
+        }
+        // Bytes near the searched ones, and high bytes, are not mistaken for them.
+        let near: Vec<u8> = (1..=255u8).filter(|b| *b != b'+' && *b != b'#').collect();
+        let s = scan(&near);
+        assert!(!s.nul && !s.wildcard);
+    }
+
+    #[test]
+    fn non_minimal_varints_are_malformed() {
+        // Regression: [MQTT-1.5.5-1] requires the fewest bytes; 0x80 0x00 used to decode as 0.
+        for bytes in [&[0x80, 0x00][..], &[0xFF, 0x80, 0x00], &[0x80, 0x80, 0x80, 0x00]] {
+            let b = Bytes::copy_from_slice(bytes);
+            assert_eq!(Reader::new(&b, 0).varint(), Err(DecodeError::MalformedVariableInteger), "{bytes:02X?}");
+        }
     }
 
     #[test]
@@ -185,15 +247,9 @@ mod tests {
         let ok = Bytes::from_static(&[0x00, 0x05, 0x41, 0xF0, 0xAA, 0x9B, 0x94]);
         assert_eq!(&*Reader::new(&ok, 0).string().unwrap(), "A\u{2A6D4}");
         let nul = Bytes::from_static(&[0x00, 0x01, 0x00]);
-        assert_eq!(
-            Reader::new(&nul, 0).string(),
-            Err(DecodeError::NullCharacter)
-        );
+        assert_eq!(Reader::new(&nul, 0).string(), Err(DecodeError::NullCharacter));
         let surrogate = Bytes::from_static(&[0x00, 0x03, 0xED, 0xA0, 0x80]);
-        assert_eq!(
-            Reader::new(&surrogate, 0).string(),
-            Err(DecodeError::InvalidUtf8)
-        );
+        assert_eq!(Reader::new(&surrogate, 0).string(), Err(DecodeError::InvalidUtf8));
         let short = Bytes::from_static(&[0x00, 0x03, 0x41]);
         assert_eq!(Reader::new(&short, 0).string(), Err(DecodeError::Truncated));
     }
