@@ -231,7 +231,7 @@ where
         generation,
         control,
         state,
-        will: connect.will,
+        will: connect.will.map(Box::new),
         keep_alive: (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive))),
         last_received: Instant::now(),
         send_quota: usize::from(client_receive_maximum.min(limits.max_inflight)),

@@ -17,9 +17,23 @@ impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    pub(super) async fn handle_packet(&mut self, packet: Packet) -> Result<(), CloseReason> {
+    /// Handles the packets that may run hooks (PUBLISH through an interceptor, SUBSCRIBE, UNSUBSCRIBE). The
+    /// caller boxes this future, so the connection's own future stays small.
+    pub(super) async fn handle_hooked_packet(&mut self, packet: Packet) -> Result<(), CloseReason> {
         match packet {
             Packet::Publish(publish) => self.on_publish(publish).await,
+            Packet::Subscribe(subscribe) => self.on_subscribe(subscribe).await,
+            Packet::Unsubscribe(unsubscribe) => {
+                self.on_unsubscribe(unsubscribe).await;
+                Ok(())
+            }
+            other => self.handle_control_packet(other),
+        }
+    }
+
+    /// Handles every other packet, without waiting.
+    pub(super) fn handle_control_packet(&mut self, packet: Packet) -> Result<(), CloseReason> {
+        match packet {
             Packet::PubAck(ack) => {
                 self.complete(&ack, OutboundState::AwaitingAck, QoS::AtLeastOnce);
                 Ok(())
@@ -44,11 +58,6 @@ where
                     comp.reason_code = ReasonCode::PacketIdentifierNotFound;
                 }
                 self.acknowledge(None, Packet::PubComp(comp));
-                Ok(())
-            }
-            Packet::Subscribe(subscribe) => self.on_subscribe(subscribe).await,
-            Packet::Unsubscribe(unsubscribe) => {
-                self.on_unsubscribe(unsubscribe).await;
                 Ok(())
             }
             Packet::PingReq => {

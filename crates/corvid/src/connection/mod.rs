@@ -29,7 +29,7 @@ use tokio::time::Sleep;
 /// Write buffer size beyond which the driver writes before encoding more.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// The read window of a new connection, and the most it grows to.
-const MIN_READ_WINDOW: usize = 1024;
+const MIN_READ_WINDOW: usize = 256;
 const MAX_READ_WINDOW: usize = 64 * 1024;
 /// Deliveries taken from the queue per batch.
 const BATCH: usize = 256;
@@ -95,7 +95,8 @@ pub(crate) struct Connection<S> {
     generation: u64,
     control: Arc<ConnControl>,
     state: SessionState,
-    will: Option<Will>,
+    /// Boxed: most clients have none, and this struct lives as long as the connection.
+    will: Option<Box<Will>>,
     keep_alive: Option<Duration>,
     last_received: Instant,
     /// What the client accepts: Receive Maximum (bounded by ours), Maximum Packet Size, Topic Alias Maximum.
@@ -144,11 +145,13 @@ pub(crate) async fn serve_with_certificate<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let Some(mut conn) = connect::handshake(broker, stream, remote, client_certificate_subject).await else {
+    // The handshake and the end run once: boxed, their state does not stay in every connection's future.
+    let handshake = Box::pin(connect::handshake(broker, stream, remote, client_certificate_subject));
+    let Some(mut conn) = handshake.await else {
         return;
     };
     let reason = conn.run().await;
-    conn.finish(reason).await;
+    Box::pin(conn.finish(reason)).await;
 }
 
 impl<S> Connection<S>
@@ -234,7 +237,10 @@ where
                     add(&self.control.info.messages_received, 1);
                     match packet {
                         Packet::Publish(publish) if self.publish_is_direct() => self.on_publish_direct(publish)?,
-                        packet => self.handle_packet(packet).await?,
+                        packet @ (Packet::Publish(_) | Packet::Subscribe(_) | Packet::Unsubscribe(_)) => {
+                            Box::pin(self.handle_hooked_packet(packet)).await?;
+                        }
+                        packet => self.handle_control_packet(packet)?,
                     }
                 }
                 Ok(None) => return Ok(()),
@@ -406,7 +412,7 @@ where
         if !self.batch.is_empty() {
             self.state.shared.requeue_front(self.batch.drain(..));
         }
-        let will = self.will.take().filter(|_| reason.publishes_will());
+        let will = self.will.take().filter(|_| reason.publishes_will()).map(|w| *w);
         let expiry = self.state.shared.expiry_interval();
         let now = Instant::now();
         let mut immediate_will = None;
@@ -450,5 +456,18 @@ where
         if let Some(will) = immediate_will {
             broker.publish_will(will, self.client_id.clone(), &items).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection holds one of these futures while it is connected: keep it small (idle memory).
+    #[test]
+    fn connection_future_stays_small() {
+        let broker = std::sync::Arc::new(crate::broker::Broker::new(crate::ServerOptions::default(), None, None));
+        let (stream, _peer) = tokio::io::duplex(64);
+        let future = super::serve(broker, stream, "127.0.0.1:1".parse().unwrap());
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 2048, "the connection future is {size} bytes");
     }
 }
