@@ -167,11 +167,19 @@ if ((py_rc != 0 && py_failed == 0)); then
     py_failed=1
 fi
 
-passed=$((MC_PASSED + py_passed))
-failed=$((MC_FAILED + py_failed))
+# shellcheck source=tests/interop/tls_ws.sh
+source "$HERE/tls_ws.sh"
+tw_run_all
+
+passed=$((MC_PASSED + py_passed + TW_PASSED))
+failed=$((MC_FAILED + py_failed + TW_FAILED))
+py_skipped=$((py_skipped + TW_SKIPPED))
 echo "=== summary against $BROKER ==="
 if ((MC_FAILED)); then
     printf 'failed: %s\n' "${MC_FAILED_NAMES[@]}"
+fi
+if ((TW_FAILED)); then
+    printf 'failed: %s\n' "${TW_FAILED_NAMES[@]}"
 fi
 if ((failed)); then
     show_broker_log

@@ -11,7 +11,9 @@
 //!   `set_tcp_nodelay true` like every other server here.
 //! - rumqttd: one listener (`[v4.1]` for MQTT 3.1.1, `[v5.1]` for 5.0) on the port, no console, no metrics,
 //!   `next_connection_delay_ms = 0`, `max_inflight_count` = the in-flight window.
-//! - Corvid: `corvid --bind 127.0.0.1:PORT --data-dir DIR --log-level warn`.
+//! - Corvid: `corvid --config FILE --bind 127.0.0.1:PORT --data-dir DIR --log-level warn`, the file setting the same
+//!   queue bound (`max_pending_messages_per_client` 10,000,000) and in-flight window as Mosquitto's, and the
+//!   in-memory store (Mosquitto runs with `persistence false`).
 //! - relay: this binary's `relay` subcommand.
 
 use crate::client::{Client, ConnectOptions};
@@ -151,6 +153,13 @@ fn fresh_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+fn corvid_config(inflight: u16) -> String {
+    format!(
+        "allow_anonymous = true\n[limits]\nmax_pending_messages_per_client = 10000000\nmax_inflight = {inflight}\n\
+         [storage]\nengine = \"memory\"\n"
+    )
+}
+
 fn mosquitto_config(port: u16, inflight: u16) -> String {
     let mut c = String::new();
     let _ = writeln!(c, "listener {port} 127.0.0.1");
@@ -180,7 +189,11 @@ pub async fn launch(kind: BrokerKind, binary: &Path, config: LaunchConfig) -> an
     let mut command = Command::new(binary);
     match kind {
         BrokerKind::Corvid => {
+            let path = dir.join("corvid.toml");
+            std::fs::write(&path, corvid_config(config.inflight))?;
             command
+                .arg("--config")
+                .arg(path)
                 .arg("--bind")
                 .arg(addr.to_string())
                 .arg("--data-dir")

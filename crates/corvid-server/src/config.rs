@@ -65,6 +65,20 @@ pub(crate) struct Listener {
     pub(crate) kind: ListenerKind,
     /// Address and port.
     pub(crate) bind: SocketAddr,
+    /// TLS (`tls`, `wss`): the certificate chain, PEM (see `listeners.rs` for these keys).
+    pub(crate) cert: Option<PathBuf>,
+    /// TLS: the private key, PEM.
+    pub(crate) key: Option<PathBuf>,
+    /// TLS: a PKCS#12 file instead of `cert` and `key`.
+    pub(crate) pkcs12: Option<PathBuf>,
+    /// TLS: the password of `pkcs12`.
+    pub(crate) pkcs12_password: Option<String>,
+    /// TLS: "1.2", "1.3" or both (the default).
+    pub(crate) tls_versions: Option<Vec<String>>,
+    /// TLS: require client certificates issued by these CAs (PEM).
+    pub(crate) client_ca: Option<PathBuf>,
+    /// WebSocket (`ws`, `wss`): the HTTP path, "/mqtt" by default.
+    pub(crate) path: Option<String>,
 }
 
 /// Listener transports.
@@ -73,6 +87,12 @@ pub(crate) struct Listener {
 pub(crate) enum ListenerKind {
     /// MQTT over TCP.
     Tcp,
+    /// MQTT over TLS.
+    Tls,
+    /// MQTT over WebSocket.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
 }
 
 /// `[limits]`.
@@ -114,7 +134,9 @@ impl Config {
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::parse(&text, path)
+        let mut config = Self::parse(&text, path)?;
+        crate::listeners::resolve_paths(&mut config.listeners, path);
+        Ok(config)
     }
 
     pub(crate) fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
@@ -126,6 +148,7 @@ impl Config {
 
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |message: &str| ConfigError::Invalid { path: path.to_owned(), message: message.to_owned() };
+        crate::listeners::check(&self.listeners).map_err(|m| invalid(&m))?;
         if self.limits.max_inflight == Some(0) {
             return Err(invalid("[limits] max_inflight: must be at least 1"));
         }
@@ -144,23 +167,34 @@ impl Config {
     }
 }
 
-/// "line L, column C: message", from the parser's span.
+/// "line L, column C, key `table.key`: message", from the parser's span.
 fn describe(error: &toml::de::Error, text: &str) -> String {
     let message = error.message().trim_end().to_owned();
-    match error.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            let key = text.get(span.clone()).map(str::trim).unwrap_or_default();
-            if key.is_empty() || key.len() > 60 {
-                format!("line {line}, column {column}: {message}")
-            } else {
-                format!("line {line}, column {column}, at `{key}`: {message}")
-            }
-        }
-        None => message,
+    let Some(span) = error.span() else { return message };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    match key_at(text, line) {
+        Some(key) => format!("line {line}, column {column}, key `{key}`: {message}"),
+        None => format!("line {line}, column {column}: {message}"),
     }
+}
+
+/// The dotted key defined on line `line` (1-based): the nearest `[table]` or `[[table]]` above, then the key.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let this = lines.get(line.checked_sub(1)?)?.trim();
+    let key = this.split_once('=').map(|(k, _)| k.trim().trim_matches('"'))?;
+    let table = lines[..line - 1]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_start_matches('[').trim_end_matches(']').trim().to_owned());
+    Some(match table {
+        Some(table) if !table.is_empty() => format!("{table}.{key}"),
+        _ => key.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -206,13 +240,15 @@ connect_timeout_secs = 10
         let err = parse("sys_interval = \"ten\"\n").unwrap_err();
         assert!(err.contains("line 1") && err.contains("sys_interval"), "{err}");
         let err = parse("[[listener]]\ntype = \"tcp\"\nbind = \"localhost:99999\"\n").unwrap_err();
-        assert!(err.contains("line 3") && err.contains("bind"), "{err}");
+        assert!(err.contains("line 3") && err.contains("listener.bind"), "{err}");
         let err = parse("[[listener]]\ntype = \"carrier-pigeon\"\nbind = \"127.0.0.1:1\"\n").unwrap_err();
         assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]
     fn values_out_of_range() {
+        let err = parse("[limits]\nmax_inflight = \"many\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("key `limits.max_inflight`"), "{err}");
         let err = parse("[limits]\nmax_inflight = 0\n").unwrap_err();
         assert!(err.contains("max_inflight"), "{err}");
     }

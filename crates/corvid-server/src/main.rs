@@ -1,10 +1,11 @@
 //! The `corvid` MQTT broker server.
 
 mod config;
+mod listeners;
 
 use anyhow::Context;
 use clap::Parser;
-use config::{Config, Engine, ListenerKind, Overflow, Sync};
+use config::{Config, Engine, Overflow, Sync};
 use corvid::store::SyncPolicy;
 use corvid::{Endpoint, OverflowPolicy, Server, ServerOptions};
 use corvid_store_redb::RedbStore;
@@ -37,8 +38,12 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = &args.check_config {
-        return match Config::load(path) {
-            Ok(_) => {
+        let checked = Config::load(path).map_err(|e| e.to_string()).and_then(|c| {
+            // The certificate files of TLS listeners are read too.
+            listeners::check_files(&c).map_err(|e| format!("{}: {e}", path.display()))
+        });
+        return match checked {
+            Ok(()) => {
                 println!("{}: configuration is valid", path.display());
                 ExitCode::SUCCESS
             }
@@ -50,7 +55,16 @@ fn main() -> ExitCode {
     }
     let config = match &args.config {
         Some(path) => match Config::load(path) {
-            Ok(config) => Some(config),
+            Ok(config) => {
+                // Certificate files of the listeners in use: a missing file or a wrong password is a config error.
+                if let Err(e) = listeners::check_files(&config).map_err(|e| format!("{}: {e}", path.display()))
+                    && args.bind.is_empty()
+                {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+                Some(config)
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
@@ -99,13 +113,7 @@ fn options(args: &Args, config: Option<&Config>) -> ServerOptions {
     if endpoints.is_empty()
         && let Some(config) = config
     {
-        endpoints = config
-            .listeners
-            .iter()
-            .map(|l| match l.kind {
-                ListenerKind::Tcp => Endpoint::Tcp(l.bind),
-            })
-            .collect();
+        endpoints = config.listeners.iter().map(listeners::endpoint).collect();
     }
     if endpoints.is_empty() {
         // Secure by default, as Mosquitto 2: loopback only.
@@ -192,12 +200,13 @@ async fn run(args: Args, config: Option<Config>) -> anyhow::Result<()> {
         tracing::info!(path = %path.display(), sync = ?policy, "durable store");
         options.set_persistent_store(store, policy);
     }
+    let kinds: Vec<&'static str> = options.endpoints.iter().map(Endpoint::kind).collect();
     let server = Server::start(options).await.context("cannot start")?;
-    for addr in server.local_addrs() {
-        tracing::info!(%addr, "listening for MQTT over TCP");
+    for (addr, kind) in server.local_addrs().iter().zip(kinds) {
+        tracing::info!(%addr, transport = kind, "listening for MQTT");
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "corvid started");
-    wait_for_signal().await?;
+    wait_for_signal(&server).await?;
     tracing::info!("stopping");
     server.stop().await;
     tracing::info!("stopped");
@@ -205,19 +214,22 @@ async fn run(args: Args, config: Option<Config>) -> anyhow::Result<()> {
 }
 
 #[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
+async fn wait_for_signal(server: &Server) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => listeners::reload(server),
+        }
     }
-    Ok(())
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
+async fn wait_for_signal(_server: &Server) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

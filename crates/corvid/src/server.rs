@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, TcpSocket};
 pub struct Server {
     pub(crate) broker: Arc<Broker>,
     local_addrs: Vec<SocketAddr>,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) transports: Vec<crate::transport::Acceptor>,
     /// The durable store's writer, joined at stop.
     durable_task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,

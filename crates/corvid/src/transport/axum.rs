@@ -18,7 +18,7 @@
 //! ```
 
 use super::ServerHandle;
-use super::ws::{SUBPROTOCOLS, WsByteStream, WsMessage, WsTransport, max_message_size};
+use super::ws::{READ_BUFFER, SUBPROTOCOLS, WsByteStream, WsMessage, WsTransport, max_message_size};
 use axum::extract::ConnectInfo;
 use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::http::{Extensions, StatusCode};
@@ -81,5 +81,7 @@ fn respond(server: ServerHandle, upgrade: WebSocketUpgrade, extensions: &Extensi
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move { server.serve_connection(WsByteStream::new(socket), remote).await })
 }

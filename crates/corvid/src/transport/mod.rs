@@ -120,7 +120,7 @@ impl Server {
         for (acceptor, config) in acceptors.iter().zip(configs) {
             acceptor.replace(config);
         }
-        tracing::info!(endpoints = acceptors.len(), "TLS certificates reloaded");
+        tracing::debug!(endpoints = acceptors.len(), "TLS certificates reloaded");
         Ok(acceptors.len())
     }
 }

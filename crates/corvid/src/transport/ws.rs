@@ -55,6 +55,9 @@ impl WebSocketOptions {
     }
 }
 
+/// The read buffer of a WebSocket connection (tungstenite allocates it up front; its default is 128 KiB).
+pub(crate) const READ_BUFFER: usize = 16 * 1024;
+
 /// Frames a client may send: a bound on the whole message of several MQTT packets.
 pub(crate) fn max_message_size(max_packet_size: u32) -> usize {
     usize::try_from(max_packet_size).unwrap_or(usize::MAX).saturating_mul(2).max(1 << 20)
@@ -69,7 +72,12 @@ pub(crate) struct WsAcceptor {
 impl WsAcceptor {
     pub(crate) fn new(options: WebSocketOptions, max_packet_size: u32) -> Self {
         let max = max_message_size(max_packet_size);
-        let config = WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max));
+        // The driver writes a batch of packets and flushes: no need to gather frames in a write buffer.
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max))
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0);
         Self { options, config }
     }
 
