@@ -67,6 +67,7 @@ pub(crate) struct Hooks {
     pub(crate) subscription_interceptor: Option<Hook<SubscriptionContext>>,
     pub(crate) unsubscription_interceptor: Option<Hook<UnsubscriptionContext>>,
     pub(crate) delivery_filter: Option<Arc<DeliveryFilter>>,
+    pub(crate) enhanced_authentication: Option<Hook<AuthContext>>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -77,6 +78,7 @@ impl std::fmt::Debug for Hooks {
             .field("subscription_interceptor", &self.subscription_interceptor.is_some())
             .field("unsubscription_interceptor", &self.unsubscription_interceptor.is_some())
             .field("delivery_filter", &self.delivery_filter.is_some())
+            .field("enhanced_authentication", &self.enhanced_authentication.is_some())
             .finish()
     }
 }
@@ -231,4 +233,34 @@ pub struct DeliveryContext<'a> {
     pub session_items: &'a SessionItems,
     /// The message.
     pub message: &'a Message,
+}
+
+/// What the enhanced-authentication hook answers at one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthDecision {
+    /// Send the client AUTH "continue authentication" with this data, and call the hook again with its answer.
+    Continue(Option<Bytes>),
+    /// Authenticated: CONNACK succeeds, carrying the method and this data.
+    Success(Option<Bytes>),
+    /// Refuse the connection with this reason code (CONNACK).
+    Fail(ReasonCode),
+}
+
+/// One step of an MQTT 5 enhanced authentication exchange (a client whose CONNECT names an Authentication Method).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AuthContext {
+    /// The client identifier.
+    pub client_id: ByteString,
+    /// The Authentication Method the client chose (e.g. `SCRAM-SHA-256`).
+    pub method: ByteString,
+    /// The Authentication Data of this step: from CONNECT at step 0, then from each AUTH.
+    pub data: Option<Bytes>,
+    /// 0 for the CONNECT, then 1, 2, ... for each AUTH the client sent.
+    pub step: u32,
+    /// Items of the session this connection will have; the connection validator sees them next.
+    pub session_items: SessionItems,
+    /// The answer; it starts as `Fail(NotAuthorized)`.
+    pub decision: AuthDecision,
 }

@@ -53,7 +53,7 @@ pub use corvid_protocol as protocol;
 pub use corvid_protocol::{ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
 pub use events::{DisconnectKind, DropReason, Event};
 pub use hooks::{
-    ConnectContext, ConnectReturnCode, DeliveryContext, PublishContext, PublishDecision, SubscriptionContext,
+    AuthContext, AuthDecision, ConnectContext, ConnectReturnCode, DeliveryContext, PublishContext, PublishDecision, SubscriptionContext,
     SubscriptionDecision, UnsubscriptionContext,
 };
 pub use items::SessionItems;

@@ -2,7 +2,8 @@
 
 use crate::events::{Event, EventHandler};
 use crate::hooks::{
-    ConnectContext, DeliveryContext, Hook, Hooks, PublishContext, SubscriptionContext, UnsubscriptionContext,
+    AuthContext, ConnectContext, DeliveryContext, Hook, Hooks, PublishContext, SubscriptionContext,
+    UnsubscriptionContext,
 };
 use crate::store::RetainedStore;
 use crate::store::persistent::{PersistentStore, SyncPolicy};
@@ -372,6 +373,24 @@ impl ServerOptionsBuilder {
     /// Called on the publishing path, so it must be quick and cannot wait.
     pub fn with_delivery_filter(mut self, f: impl Fn(&DeliveryContext<'_>) -> bool + Send + Sync + 'static) -> Self {
         self.options.hooks.delivery_filter = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs MQTT 5 enhanced authentication: for a client whose CONNECT names an Authentication Method, `f` is
+    /// called at each step of the AUTH exchange and answers continue (with a challenge), success or failure. A
+    /// client naming a method gets "bad authentication method" (0x8C) when no such hook is set.
+    pub fn with_enhanced_authentication(mut self, f: impl Fn(&mut AuthContext) + Send + Sync + 'static) -> Self {
+        self.options.hooks.enhanced_authentication = Some(Hook::sync(f));
+        self
+    }
+
+    /// An asynchronous enhanced-authentication hook.
+    pub fn with_async_enhanced_authentication<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(AuthContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = AuthContext> + Send + 'static,
+    {
+        self.options.hooks.enhanced_authentication = Some(Hook::from_async(f));
         self
     }
 

@@ -100,7 +100,7 @@ async fn establish<S>(
     broker: Arc<Broker>,
     mut stream: S,
     remote: SocketAddr,
-    rbuf: BytesMut,
+    mut rbuf: BytesMut,
     connect: Connect,
     client_certificate_subject: Option<String>,
 ) -> Option<Connection<S>>
@@ -128,15 +128,25 @@ where
         refuse(&mut stream, version, ReasonCode::ServerUnavailable).await;
         return None;
     }
-    if connect.username.is_none() && !broker.options.allow_anonymous {
+    let method = connect.properties.authentication_method.clone();
+    if connect.username.is_none() && method.is_none() && !broker.options.allow_anonymous {
         refuse(&mut stream, version, ReasonCode::NotAuthorized).await;
         return None;
     }
-    if connect.properties.authentication_method.is_some() {
-        refuse(&mut stream, version, ReasonCode::BadAuthenticationMethod).await;
-        return None;
-    }
     let items = SessionItems::default();
+    // MQTT 5 enhanced authentication: the AUTH exchange, before the validator sees the connection.
+    let mut auth_data = None;
+    if let Some(method) = &method {
+        let first = connect.properties.authentication_data.clone();
+        match super::auth::exchange(&broker, &mut stream, &mut rbuf, &client_id, method, first, &items).await {
+            super::auth::Outcome::Success(data) => auth_data = data,
+            super::auth::Outcome::Refused(code) => {
+                tracing::info!(client_id = %client_id, %remote, code = %code, "enhanced authentication failed");
+                refuse(&mut stream, version, code).await;
+                return None;
+            }
+        }
+    }
     if let Some(validator) = &broker.options.hooks.connection_validator {
         let ctx = ConnectContext {
             client_id: client_id.clone(),
@@ -204,6 +214,8 @@ where
     let mut keep_alive = connect.keep_alive;
     if v5 {
         properties.assigned_client_identifier = assigned;
+        properties.authentication_method = method;
+        properties.authentication_data = auth_data;
         properties.receive_maximum = Some(limits.max_inflight);
         properties.maximum_packet_size = Some(limits.max_packet_size);
         properties.topic_alias_maximum = Some(limits.max_topic_alias);

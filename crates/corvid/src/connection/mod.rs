@@ -4,6 +4,7 @@
 //! buffer ([`outbound`]) and writes many packets per system call. It runs over any byte stream, so TCP, TLS and
 //! WebSocket share it.
 
+mod auth;
 mod connect;
 mod inbound;
 mod outbound;
