@@ -53,8 +53,8 @@ pub use corvid_protocol as protocol;
 pub use corvid_protocol::{ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicName};
 pub use events::{DisconnectKind, DropReason, Event};
 pub use hooks::{
-    AuthContext, AuthDecision, ConnectContext, ConnectReturnCode, DeliveryContext, PublishContext, PublishDecision, SubscriptionContext,
-    SubscriptionDecision, UnsubscriptionContext,
+    AuthContext, AuthDecision, ConnectContext, ConnectReturnCode, DeliveryContext, PublishContext, PublishDecision,
+    SubscriptionContext, SubscriptionDecision, UnsubscriptionContext,
 };
 pub use items::SessionItems;
 pub use message::Message;
