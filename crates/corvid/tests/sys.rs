@@ -32,7 +32,17 @@ async fn broker_topics_are_published() {
     let seen = collect(&mut c, &["$SYS/broker/version", "$SYS/broker/uptime", "$SYS/broker/clients/connected"]).await;
     assert!(seen["$SYS/broker/version"].contains(env!("CARGO_PKG_VERSION")));
     assert!(seen["$SYS/broker/uptime"].ends_with("seconds"), "{seen:?}");
-    let connected: u64 = seen["$SYS/broker/clients/connected"].parse().unwrap();
+    // The retained value may predate this client (the first tick runs at start): wait for one that counts it.
+    let mut connected: u64 = seen["$SYS/broker/clients/connected"].parse().unwrap();
+    within("$SYS/broker/clients/connected >= 1", async {
+        while connected < 1 {
+            let p = c.recv_publish().await;
+            if p.topic.as_str() == "$SYS/broker/clients/connected" {
+                connected = String::from_utf8_lossy(&p.payload).parse().unwrap();
+            }
+        }
+    })
+    .await;
     assert!(connected >= 1);
 }
 
