@@ -2,7 +2,6 @@
 //! and a message naming the file; a valid configuration listens on every transport and reloads its certificates
 //! on SIGHUP.
 
-use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -133,20 +132,40 @@ fn every_transport_listens_and_sighup_reloads() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+    let pid = child.id().to_string();
     let signal = |name: &str| {
-        let ok = Command::new("kill").args([name, &child.id().to_string()]).status().unwrap().success();
+        let ok = Command::new("kill").args([name, &pid]).status().unwrap().success();
         assert!(ok, "kill {name}");
     };
+    // Read the log as it comes, so the test waits for the reload itself rather than for a fixed time.
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        while matches!(std::io::BufRead::read_line(&mut log, &mut line), Ok(n) if n > 0) {
+            if lines_tx.send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stderr = String::new();
     signal("-HUP");
-    std::thread::sleep(Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stderr.contains("TLS certificates reloaded") {
+        let left = deadline.checked_duration_since(Instant::now()).expect("no reload logged within 10 s");
+        match lines.recv_timeout(left) {
+            Ok(line) => stderr.push_str(&line),
+            Err(_) => panic!("no reload logged within 10 s: {stderr}"),
+        }
+    }
     signal("-TERM");
     let deadline = Instant::now() + Duration::from_secs(10);
     while child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "corvid did not stop");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    reader.join().unwrap();
+    stderr.extend(lines.try_iter());
     for kind in ["\"tcp\"", "\"tls\"", "\"ws\"", "\"wss\""] {
         assert!(stderr.contains(&format!("transport={kind}")), "{kind} missing: {stderr}");
     }
