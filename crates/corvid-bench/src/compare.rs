@@ -58,6 +58,8 @@ pub async fn run_matrix(
                     inflight: case.inflight,
                     version: settings.version(),
                     relay_threads: binaries.relay_threads,
+                    corvid_storage: binaries.corvid_storage,
+                    mosquitto_persistence: binaries.mosquitto_persistence,
                 };
                 let broker = match launch(*kind, path, config).await {
                     Ok(b) => b,
@@ -141,13 +143,16 @@ pub fn table(matrix: &Matrix) -> String {
                     median(&mut values)
                 })
                 .collect();
-            let base = targets.iter().position(|t| *t == BrokerKind::Mosquitto.name()).and_then(|i| medians[i]);
+            // The base of the ratios: Mosquitto, with or without persistence.
+            let base_at = targets.iter().position(|t| t.starts_with(BrokerKind::Mosquitto.name()));
+            let base = base_at.and_then(|i| medians[i]);
             let cells: Vec<String> = targets
                 .iter()
+                .enumerate()
                 .zip(&medians)
-                .map(|(t, m)| match (m, base) {
+                .map(|((i, _), m)| match (m, base) {
                     (None, _) => "-".to_owned(),
-                    (Some(v), Some(b)) if *t != BrokerKind::Mosquitto.name() && b > 0.0 => {
+                    (Some(v), Some(b)) if Some(i) != base_at && b > 0.0 => {
                         format!("{} ({:.2}x)", unit.format(*v), v / b)
                     }
                     (Some(v), _) => unit.format(*v),

@@ -47,7 +47,14 @@ pub struct SubSpec {
     pub expects: Vec<u32>,
     /// Read slowly (its deliveries are reported but do not decide the verdict).
     pub slow: Option<SlowReader>,
+    /// Connect with a persistent session (3.1.1 Clean Session 0, 5.0 Clean Start 0 and a Session Expiry of
+    /// [`PERSISTENT_SESSION_EXPIRY`]), so a broker with a durable store must store every QoS 1/2 message for it;
+    /// the session is removed after the flow (a clean reconnect).
+    pub persistent: bool,
 }
+
+/// Session Expiry Interval, in seconds, of [`SubSpec::persistent`] subscribers (MQTT 5).
+pub const PERSISTENT_SESSION_EXPIRY: u32 = 600;
 
 /// A whole flow.
 #[derive(Debug, Clone)]
@@ -147,6 +154,10 @@ pub async fn run_flow(target: &Target, spec: FlowSpec) -> anyhow::Result<FlowOut
         .map(|(i, s)| {
             let mut o = ConnectOptions::new(spec.version, format!("{}-s{i}", spec.client_prefix));
             o.receive_maximum = receive_maximum;
+            if s.persistent {
+                o.clean_start = false;
+                o.session_expiry = PERSISTENT_SESSION_EXPIRY;
+            }
             (o, s.filters.clone(), spec.qos)
         })
         .collect();
@@ -294,6 +305,13 @@ pub async fn run_flow(target: &Target, spec: FlowSpec) -> anyhow::Result<FlowOut
     }
     for client in pub_clients.into_iter().chain(sub_clients) {
         client.disconnect().await;
+    }
+    // Remove the persistent sessions: a clean connection with the same identifier discards them.
+    for (i, _) in spec.subscribers.iter().enumerate().filter(|(_, s)| s.persistent) {
+        let clean = ConnectOptions::new(spec.version, format!("{}-s{i}", spec.client_prefix));
+        if let Ok(client) = Client::connect(target.addr, &clean).await {
+            client.disconnect().await;
+        }
     }
     if let Some(peak) = peak {
         outcome.broker_peak_rss = peak.finish().await;

@@ -5,7 +5,8 @@
 //! (only that pid) and removes its directory.
 //!
 //! Configurations:
-//! - Mosquitto: `listener PORT 127.0.0.1`, anonymous, no persistence, `max_queued_messages` 10,000,000 (a large
+//! - Mosquitto: `listener PORT 127.0.0.1`, anonymous, no persistence (with `--mosquitto-persistence`:
+//!   `persistence true`, `persistence_location DIR/data/`, `autosave_interval 1`), `max_queued_messages` 10,000,000 (a large
 //!   bound rather than 0: 0 means "no maximum" only in some versions) and `max_queued_bytes 0` (no limit), so no
 //!   queued QoS 1/2 message is dropped; `max_inflight_messages` = the tool's in-flight window;
 //!   `set_tcp_nodelay true` like every other server here.
@@ -13,7 +14,8 @@
 //!   `next_connection_delay_ms = 0`, `max_inflight_count` = the in-flight window.
 //! - Corvid: `corvid --config FILE --bind 127.0.0.1:PORT --data-dir DIR --log-level warn`, the file setting the same
 //!   queue bound (`max_pending_messages_per_client` 10,000,000) and in-flight window as Mosquitto's, and the
-//!   in-memory store (Mosquitto runs with `persistence false`).
+//!   in-memory store (Mosquitto runs with `persistence false`); with `--corvid-storage always|batched|never`, the
+//!   durable redb store with that sync policy (`batch_window_ms` 2, Corvid's default).
 //! - relay: this binary's `relay` subcommand.
 
 use crate::client::{Client, ConnectOptions};
@@ -59,7 +61,33 @@ impl BrokerKind {
     }
 }
 
-/// Where the servers' binaries are (unset: searched for).
+/// Corvid's store when the tool launches it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum CorvidStorage {
+    /// `engine = "memory"`: nothing is written to disk.
+    #[default]
+    Memory,
+    /// redb, `sync = "always"`: every commit is flushed before the publishers it covers are acknowledged.
+    Always,
+    /// redb, `sync = "batched"`: like `always`, gathering operations for up to `batch_window_ms` per commit.
+    Batched,
+    /// redb, `sync = "never"`: publishers are acknowledged at once, commits flushed about once a second.
+    Never,
+}
+
+impl CorvidStorage {
+    /// The `sync` value, `None` for the in-memory store.
+    pub fn sync(self) -> Option<&'static str> {
+        match self {
+            Self::Memory => None,
+            Self::Always => Some("always"),
+            Self::Batched => Some("batched"),
+            Self::Never => Some("never"),
+        }
+    }
+}
+
+/// Where the servers' binaries are (unset: searched for), and how they are launched.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Binaries {
     /// The Corvid binary [default: $CORVID_BIN, else target/release/corvid of $CARGO_TARGET_DIR, the workspace or
@@ -75,6 +103,12 @@ pub struct Binaries {
     /// Worker threads of the launched relay.
     #[arg(long, default_value_t = 1)]
     pub relay_threads: usize,
+    /// Corvid's store: `memory`, or redb with sync policy `always`, `batched` or `never`.
+    #[arg(long, value_enum, default_value = "memory")]
+    pub corvid_storage: CorvidStorage,
+    /// Run Mosquitto with persistence on (`persistence true`, `autosave_interval 1`).
+    #[arg(long)]
+    pub mosquitto_persistence: bool,
 }
 
 fn on_path(name: &str) -> Vec<PathBuf> {
@@ -128,12 +162,28 @@ pub struct LaunchConfig {
     pub version: ProtocolVersion,
     /// Worker threads of the relay.
     pub relay_threads: usize,
+    /// Corvid's store.
+    pub corvid_storage: CorvidStorage,
+    /// Mosquitto with persistence on.
+    pub mosquitto_persistence: bool,
+}
+
+impl LaunchConfig {
+    /// The name of `kind` in reports: the kind's name, with the storage setting when it is not the default.
+    pub fn label(&self, kind: BrokerKind) -> String {
+        match (kind, self.corvid_storage.sync()) {
+            (BrokerKind::Corvid, Some(sync)) => format!("corvid-redb-{sync}"),
+            (BrokerKind::Mosquitto, _) if self.mosquitto_persistence => "mosquitto-persist".to_owned(),
+            _ => kind.name().to_owned(),
+        }
+    }
 }
 
 /// A running server, killed on drop.
 #[derive(Debug)]
 pub struct Broker {
     kind: BrokerKind,
+    label: String,
     child: Child,
     addr: SocketAddr,
     dir: PathBuf,
@@ -153,17 +203,31 @@ fn fresh_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn corvid_config(inflight: u16) -> String {
-    format!(
+fn corvid_config(inflight: u16, storage: CorvidStorage) -> String {
+    let mut c = format!(
         "allow_anonymous = true\n[limits]\nmax_pending_messages_per_client = 10000000\nmax_inflight = {inflight}\n\
-         [storage]\nengine = \"memory\"\n"
-    )
+         [storage]\n"
+    );
+    match storage.sync() {
+        None => c.push_str("engine = \"memory\"\n"),
+        Some(sync) => {
+            let _ = writeln!(c, "engine = \"redb\"\nsync = \"{sync}\"\nbatch_window_ms = 2");
+        }
+    }
+    c
 }
 
-fn mosquitto_config(port: u16, inflight: u16) -> String {
+fn mosquitto_config(port: u16, inflight: u16, persistence: Option<&Path>) -> String {
     let mut c = String::new();
     let _ = writeln!(c, "listener {port} 127.0.0.1");
-    c.push_str("allow_anonymous true\npersistence false\n");
+    c.push_str("allow_anonymous true\n");
+    match persistence {
+        None => c.push_str("persistence false\n"),
+        Some(dir) => {
+            // The location must end with a slash: Mosquitto appends the file name to it.
+            let _ = writeln!(c, "persistence true\npersistence_location {}/\nautosave_interval 1", dir.display());
+        }
+    }
     c.push_str("max_queued_messages 10000000\nmax_queued_bytes 0\n");
     let _ = writeln!(c, "max_inflight_messages {inflight}");
     c.push_str("set_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\n");
@@ -190,7 +254,7 @@ pub async fn launch(kind: BrokerKind, binary: &Path, config: LaunchConfig) -> an
     match kind {
         BrokerKind::Corvid => {
             let path = dir.join("corvid.toml");
-            std::fs::write(&path, corvid_config(config.inflight))?;
+            std::fs::write(&path, corvid_config(config.inflight, config.corvid_storage))?;
             command
                 .arg("--config")
                 .arg(path)
@@ -202,7 +266,9 @@ pub async fn launch(kind: BrokerKind, binary: &Path, config: LaunchConfig) -> an
         }
         BrokerKind::Mosquitto => {
             let path = dir.join("mosquitto.conf");
-            std::fs::write(&path, mosquitto_config(port, config.inflight))?;
+            let data = dir.join("data");
+            let persistence = config.mosquitto_persistence.then_some(data.as_path());
+            std::fs::write(&path, mosquitto_config(port, config.inflight, persistence))?;
             command.arg("-c").arg(path);
         }
         BrokerKind::Rumqttd => {
@@ -221,7 +287,7 @@ pub async fn launch(kind: BrokerKind, binary: &Path, config: LaunchConfig) -> an
     let log = std::fs::File::create(dir.join("server.log"))?;
     command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).current_dir(&dir);
     let child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
-    let mut broker = Broker { kind, child, addr, dir };
+    let mut broker = Broker { kind, label: config.label(kind), child, addr, dir };
     broker.wait_ready(config.version).await?;
     Ok(broker)
 }
@@ -240,7 +306,7 @@ impl Broker {
     /// The target to run scenarios against.
     pub fn target(&self) -> Target {
         Target {
-            name: self.kind.name().to_owned(),
+            name: self.label.clone(),
             addr: self.addr,
             pid: Some(self.pid()),
             kind: if self.kind == BrokerKind::Relay { TargetKind::Relay } else { TargetKind::Broker },
@@ -293,7 +359,7 @@ mod tests {
 
     #[test]
     fn configs_listen_on_loopback_only() {
-        let m = mosquitto_config(1883, 16);
+        let m = mosquitto_config(1883, 16, None);
         assert!(m.contains("listener 1883 127.0.0.1"));
         assert!(m.contains("max_inflight_messages 16"));
         assert!(!m.contains("0.0.0.0"));
@@ -301,5 +367,26 @@ mod tests {
         assert!(r.contains("[v4.1]") && r.contains("listen = \"127.0.0.1:1884\""));
         assert!(!r.contains("0.0.0.0") && !r.contains("console"));
         assert!(rumqttd_config(1884, 16, ProtocolVersion::V5).contains("[v5.1.connections]"));
+    }
+
+    #[test]
+    fn storage_settings() {
+        assert!(corvid_config(16, CorvidStorage::Memory).contains("engine = \"memory\""));
+        let c = corvid_config(16, CorvidStorage::Batched);
+        assert!(c.contains("engine = \"redb\"") && c.contains("sync = \"batched\""), "{c}");
+        assert!(corvid_config(16, CorvidStorage::Always).contains("sync = \"always\""));
+        assert!(mosquitto_config(1883, 16, None).contains("persistence false"));
+        let m = mosquitto_config(1883, 16, Some(Path::new("/tmp/x/data")));
+        assert!(m.contains("persistence true\npersistence_location /tmp/x/data/\nautosave_interval 1"), "{m}");
+        let config = LaunchConfig {
+            inflight: 16,
+            version: ProtocolVersion::V3_1_1,
+            relay_threads: 1,
+            corvid_storage: CorvidStorage::Never,
+            mosquitto_persistence: true,
+        };
+        assert_eq!(config.label(BrokerKind::Corvid), "corvid-redb-never");
+        assert_eq!(config.label(BrokerKind::Mosquitto), "mosquitto-persist");
+        assert_eq!(config.label(BrokerKind::Relay), "relay");
     }
 }

@@ -11,6 +11,9 @@
 //! | `slow-consumer` | 1 | N fast + 1 slow, on the one topic | fixed rate |
 //! | `wildcards` | 2, each across the whole tree | one per filter shape | end-to-end window |
 //!
+//! With `--persistent`, the `fanin` subscriber keeps a persistent session (see [`SubSpec::persistent`]): a broker
+//! with a durable store then stores every QoS 1/2 message before delivering it (`--corvid-storage`).
+//!
 //! `wildcards` has thousands of distinct filters with `+`, `#` and exact names over a topic tree. The tree is `RUN/w/{a}/{b}/{c}`. Each subscriber takes one *shape* of filter and subscribes to every filter of
 //! that shape, e.g. all `RUN/w/{a}/{b}/+` or all exact names. The filters of one shape partition the tree, so
 //! every subscriber receives every message exactly once (no overlapping subscriptions, whatever the broker's
@@ -48,14 +51,19 @@ fn spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
         Scenario::Fanin => {
             let n = settings.pick(settings.connections, 8, 3);
             spec.publishers = (0..n).map(|i| PubSpec { topics: vec![topic(i)], rate: None }).collect();
-            spec.subscribers =
-                vec![SubSpec { filters: vec![format!("{run}/fanin/+")], expects: (0..n as u32).collect(), slow: None }];
+            spec.subscribers = vec![SubSpec {
+                filters: vec![format!("{run}/fanin/+")],
+                expects: (0..n as u32).collect(),
+                slow: None,
+                persistent: settings.persistent,
+            }];
         }
         Scenario::Fanout => {
             let n = settings.pick(settings.connections, 8, 3);
             spec.publishers = vec![PubSpec { topics: vec![topic(0)], rate: None }];
-            spec.subscribers =
-                (0..n).map(|_| SubSpec { filters: vec![topic(0)], expects: vec![0], slow: None }).collect();
+            spec.subscribers = (0..n)
+                .map(|_| SubSpec { filters: vec![topic(0)], expects: vec![0], slow: None, persistent: false })
+                .collect();
         }
         Scenario::Pairs | Scenario::Qos | Scenario::Latency => {
             let n = match case.scenario {
@@ -68,8 +76,9 @@ fn spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
                 spec.coalesce = None;
             }
             spec.publishers = (0..n).map(|i| PubSpec { topics: vec![topic(i)], rate }).collect();
-            spec.subscribers =
-                (0..n).map(|i| SubSpec { filters: vec![topic(i)], expects: vec![i as u32], slow: None }).collect();
+            spec.subscribers = (0..n)
+                .map(|i| SubSpec { filters: vec![topic(i)], expects: vec![i as u32], slow: None, persistent: false })
+                .collect();
         }
         Scenario::SlowConsumer => {
             let n = settings.pick(settings.connections, 4, 2);
@@ -77,7 +86,12 @@ fn spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
             spec.coalesce = None;
             spec.publishers = vec![PubSpec { topics: vec![topic(0)], rate: Some(rate) }];
             spec.subscribers = (0..=n)
-                .map(|i| SubSpec { filters: vec![topic(0)], expects: vec![0], slow: (i == n).then_some(SLOW_READER) })
+                .map(|i| SubSpec {
+                    filters: vec![topic(0)],
+                    expects: vec![0],
+                    slow: (i == n).then_some(SLOW_READER),
+                    persistent: false,
+                })
                 .collect();
         }
         Scenario::Idle | Scenario::Retained | Scenario::Wildcards | Scenario::Reconnect => {}
@@ -141,6 +155,10 @@ mod tests {
                 }
             }
         }
+        assert!(!spec(&s, &s.cases(Scenario::Fanin)[0], "r").subscribers[0].persistent);
+        let p = settings(&["--size", "smoke", "--persistent"]);
+        assert!(spec(&p, &p.cases(Scenario::Fanin)[0], "r").subscribers[0].persistent);
+        assert!(!spec(&p, &p.cases(Scenario::Pairs)[0], "r").subscribers[0].persistent);
         let slow = spec(&s, &s.cases(Scenario::SlowConsumer)[0], "r");
         assert_eq!(slow.subscribers.iter().filter(|s| s.slow.is_some()).count(), 1);
         assert!(slow.publishers[0].rate.is_some());
@@ -217,6 +235,7 @@ pub(super) async fn run_wildcards(
             filters: tree.filters(&prefix, shape),
             expects: (0..publishers as u32).collect(),
             slow: None,
+            persistent: false,
         })
         .collect();
     let filters: usize = subs.iter().map(|s| s.filters.len()).sum();

@@ -178,6 +178,10 @@ pub struct Settings {
     /// message (0: never wait). Latency, slow-consumer and QoS 1/2 subscribers never wait.
     #[arg(long, default_value_t = 1000)]
     pub coalesce_us: u64,
+    /// The `fanin` subscriber keeps a persistent session (3.1.1 Clean Session 0 / 5.0 Session Expiry > 0), so a
+    /// broker with a durable store must store each QoS 1/2 message before delivering it.
+    #[arg(long)]
+    pub persistent: bool,
     /// Seconds the idle scenario holds its connections.
     #[arg(long)]
     pub hold: Option<f64>,
@@ -234,7 +238,12 @@ impl Settings {
                 Scenario::Reconnect => QoS::AtLeastOnce,
                 _ => self.qos(),
             };
-            return vec![Case { scenario, label: scenario.name().to_owned(), qos, inflight: self.inflight }];
+            let label = if scenario == Scenario::Fanin && self.persistent {
+                format!("{}/persistent", scenario.name())
+            } else {
+                scenario.name().to_owned()
+            };
+            return vec![Case { scenario, label, qos, inflight: self.inflight }];
         }
         let mut cases = Vec::new();
         for &q in &self.qos_levels {
