@@ -146,7 +146,7 @@ impl Client {
 
     /// The next packet identifier for set-up packets (SUBSCRIBE).
     fn take_packet_id(&mut self) -> PacketId {
-        let id = PacketId::new(self.next_packet_id).unwrap_or(PacketId::new(1).expect("1 != 0"));
+        let id = PacketId::new(self.next_packet_id).unwrap_or(PacketId::MIN);
         self.next_packet_id = id.next().get();
         id
     }

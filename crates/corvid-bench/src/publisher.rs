@@ -99,10 +99,11 @@ impl Inflight {
         self.capacity - self.free.len()
     }
 
-    fn take(&mut self) -> u16 {
-        let id = self.free.pop().expect("caller checked the window");
+    /// A free packet identifier, marked as awaiting its acknowledgement; `None` when the window is full.
+    fn take(&mut self) -> Option<u16> {
+        let id = self.free.pop()?;
         self.state[id as usize] = AWAIT_ACK;
-        id
+        Some(id)
     }
 
     fn release(&mut self, id: u16, expected: u8) -> anyhow::Result<()> {
@@ -232,7 +233,13 @@ async fn publish_loop(
         }
         let stamp_ns = now_ns();
         for _ in 0..n {
-            let id = if acked { inflight.take() } else { 0 };
+            let id = if acked {
+                // The window was checked above; stop this batch rather than overrun it.
+                let Some(id) = inflight.take() else { break };
+                id
+            } else {
+                0
+            };
             let stamp = if plan.stamp_by_template {
                 Stamp { publisher: template as u32, seq: *sent / plan.templates.len() as u64, sent_ns: stamp_ns }
             } else {

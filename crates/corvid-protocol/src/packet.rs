@@ -97,6 +97,9 @@ impl PacketType {
 pub struct PacketId(NonZeroU16);
 
 impl PacketId {
+    /// The smallest packet identifier, 1.
+    pub const MIN: Self = Self(NonZeroU16::MIN);
+
     /// The packet identifier for `value`, `None` for 0.
     pub fn new(value: u16) -> Option<Self> {
         NonZeroU16::new(value).map(Self)

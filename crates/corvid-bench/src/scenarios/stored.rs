@@ -56,7 +56,9 @@ pub(super) async fn run_retained(
     if let Some(e) = stored.error {
         anyhow::bail!("storing retained messages: {e}");
     }
-    let mut publisher = stored.client.expect("no error, so the client is back");
+    let Some(mut publisher) = stored.client else {
+        anyhow::bail!("storing retained messages: the publisher's connection is gone");
+    };
 
     // M subscribers, connected but not yet subscribed.
     let receive_maximum = (case.qos != QoS::AtMostOnce).then_some(case.inflight);
