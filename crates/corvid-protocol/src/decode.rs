@@ -73,11 +73,20 @@ pub fn decode(
         }
         return Ok(None);
     }
-    let frame = buf.split_to(size).freeze();
     if packet_type == PacketType::Publish {
-        // The payload takes the frame itself.
+        // The payload takes the frame itself: a slice of the read buffer, no copy.
+        let frame = buf.split_to(size).freeze();
         return publish(frame, header_len, first & 0x0F, version.is_v5());
     }
+    let frame = if matches!(packet_type, PacketType::Connect | PacketType::Subscribe | PacketType::Unsubscribe) {
+        // What these carry (client identifier, user name, will, topic filters) lives as long as the session: it
+        // gets its own allocation of the packet's size rather than keeping the whole read buffer alive.
+        let frame = Bytes::copy_from_slice(&buf[..size]);
+        buf.advance(size);
+        frame
+    } else {
+        buf.split_to(size).freeze()
+    };
     decode_frame(&frame, packet_type, first & 0x0F, header_len, version).map(Some)
 }
 

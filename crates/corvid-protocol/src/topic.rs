@@ -78,6 +78,12 @@ impl TopicName {
         &self.0
     }
 
+    /// A copy in an allocation of its own. A decoded name is a slice of the packet it came in, which it keeps
+    /// alive; a name kept for long (a retained message's) is better detached.
+    pub fn detached(&self) -> Self {
+        Self(ByteString::from(self.as_str()))
+    }
+
     /// The underlying shared string.
     pub fn as_byte_string(&self) -> &ByteString {
         &self.0

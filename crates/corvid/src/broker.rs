@@ -168,7 +168,7 @@ impl Broker {
         self.emit(|| Event::MessageReceived { client_id: message.publisher.clone(), message: message.clone() });
         let mut ops = extra_ops;
         if message.retain && self.options.limits.retain_available {
-            self.set_retained(message.clone());
+            self.set_retained(Arc::new(message.detached()));
             // `$SYS` topics are the broker's own, rebuilt at every start.
             if self.durable.is_some() && !message.topic.starts_with("$SYS/") {
                 ops.push(retained_op(&message));
@@ -319,7 +319,18 @@ impl Broker {
                 RetainHandling::DoNotSend => false,
             };
         if send_retained {
+            // The delivery filter (the receive-side ACL) sees retained messages too.
+            let delivery_filter = self.options.hooks.delivery_filter.as_ref();
             for message in self.retained.matching(&filter, Instant::now()) {
+                if let Some(allowed) = delivery_filter
+                    && !allowed(&DeliveryContext {
+                        client_id: &session.client_id,
+                        session_items: &session.items,
+                        message: &message,
+                    })
+                {
+                    continue;
+                }
                 session.enqueue_unbounded(Delivery {
                     qos: message.qos.min(options.qos),
                     retain: true,

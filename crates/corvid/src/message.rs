@@ -52,6 +52,34 @@ impl Message {
         }
     }
 
+    /// A copy whose topic, payload and properties have allocations of their own. A decoded message is made of
+    /// slices of the read buffer it arrived in and keeps all of that buffer alive; one kept for long (retained) is
+    /// detached first.
+    pub(crate) fn detached(&self) -> Self {
+        let text = |s: &ByteString| ByteString::from(&**s);
+        let p = &self.properties;
+        let properties = PublishProperties {
+            response_topic: p.response_topic.as_ref().map(text),
+            correlation_data: p.correlation_data.as_ref().map(|d| Bytes::copy_from_slice(d)),
+            content_type: p.content_type.as_ref().map(text),
+            user_properties: p
+                .user_properties
+                .iter()
+                .map(|u| corvid_protocol::UserProperty { key: text(&u.key), value: text(&u.value) })
+                .collect(),
+            ..p.clone()
+        };
+        Self {
+            topic: self.topic.detached(),
+            payload: Bytes::copy_from_slice(&self.payload),
+            qos: self.qos,
+            retain: self.retain,
+            properties,
+            publisher: self.publisher.as_ref().map(text),
+            expires_at: self.expires_at,
+        }
+    }
+
     /// Whether the message has expired at `now`.
     pub fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|t| t <= now)

@@ -62,13 +62,9 @@ pub(crate) struct ConnControl {
 }
 
 impl ConnControl {
-    pub(crate) fn new(info: ConnInfo) -> Self {
-        Self {
-            cancel: CancellationToken::new(),
-            handoff: Mutex::new(None),
-            delete_session: AtomicBool::new(false),
-            info,
-        }
+    /// `shutdown` is the broker's: the connection's token is its child, so that one wait covers both.
+    pub(crate) fn new(info: ConnInfo, shutdown: &CancellationToken) -> Self {
+        Self { cancel: shutdown.child_token(), handoff: Mutex::new(None), delete_session: AtomicBool::new(false), info }
     }
 
     /// The hand-off request left for this connection, if any. Only called under the registry lock.

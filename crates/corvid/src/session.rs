@@ -6,7 +6,7 @@ use crate::message::Delivery;
 use crate::options::OverflowPolicy;
 use corvid_protocol::{ByteString, PacketId, SubscriptionOptions, TopicFilter, Will};
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
@@ -20,7 +20,7 @@ pub(crate) struct SessionShared {
     /// Items for hooks; they live as long as the session.
     pub(crate) items: SessionItems,
     /// The session's subscriptions (the index holds them too, for matching).
-    pub(crate) subscriptions: Mutex<HashMap<TopicFilter, (SubscriptionOptions, Option<u32>)>>,
+    pub(crate) subscriptions: Mutex<SessionSubscriptions>,
     pub(crate) created: SystemTime,
     /// Seconds the session outlives its connection; `u32::MAX` never expires.
     expiry_interval: AtomicU32,
@@ -36,6 +36,54 @@ pub(crate) struct SessionShared {
     online: AtomicBool,
     /// Messages dropped by the overflow policy.
     pub(crate) dropped: AtomicU64,
+}
+
+/// A session's subscriptions: filter, options and subscription identifier, sorted by filter.
+///
+/// A sorted vector rather than a hash map: most sessions have a handful of subscriptions, and an empty vector costs
+/// no allocation where a map with one entry costs four buckets.
+#[derive(Default)]
+pub(crate) struct SessionSubscriptions(Vec<(TopicFilter, (SubscriptionOptions, Option<u32>))>);
+
+impl SessionSubscriptions {
+    /// Adds or replaces the subscription to `filter`, returning the replaced one.
+    pub(crate) fn insert(
+        &mut self,
+        filter: TopicFilter,
+        value: (SubscriptionOptions, Option<u32>),
+    ) -> Option<(SubscriptionOptions, Option<u32>)> {
+        match self.0.binary_search_by(|(f, _)| f.cmp(&filter)) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                if self.0.is_empty() {
+                    // Most sessions subscribe once: no room for four.
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(i, (filter, value));
+                None
+            }
+        }
+    }
+
+    /// Removes the subscription to `filter`.
+    pub(crate) fn remove(&mut self, filter: &TopicFilter) -> Option<(SubscriptionOptions, Option<u32>)> {
+        let i = self.0.binary_search_by(|(f, _)| f.cmp(filter)).ok()?;
+        let (_, value) = self.0.remove(i);
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+        Some(value)
+    }
+
+    /// Every subscription, in filter order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&TopicFilter, &(SubscriptionOptions, Option<u32>))> {
+        self.0.iter().map(|(f, v)| (f, v))
+    }
+
+    /// Removes and yields every subscription.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (TopicFilter, (SubscriptionOptions, Option<u32>))> {
+        std::mem::take(&mut self.0).into_iter()
+    }
 }
 
 struct Outbox {
@@ -67,7 +115,7 @@ impl SessionShared {
             id,
             client_id,
             items,
-            subscriptions: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(SessionSubscriptions::default()),
             created: SystemTime::now(),
             expiry_interval: AtomicU32::new(0),
             durable: AtomicBool::new(false),
@@ -167,8 +215,11 @@ impl SessionShared {
 
     /// Moves up to `max` queued deliveries into `out`, oldest first; `max_qos_positive` bounds how many of them may
     /// be QoS 1 or 2 (the send quota). Stops at the first QoS 1/2 delivery beyond the quota, keeping order.
+    ///
+    /// A queue left empty gives its memory back, so an idle session holds none.
     pub(crate) fn take_batch(&self, out: &mut Vec<Delivery>, max: usize, mut quota: usize) {
         let mut outbox = self.outbox.lock();
+        out.reserve(outbox.queue.len().min(max));
         while out.len() < max {
             let Some(front) = outbox.queue.front() else {
                 break;
@@ -182,6 +233,9 @@ impl SessionShared {
             if let Some(d) = outbox.queue.pop_front() {
                 out.push(d);
             }
+        }
+        if outbox.queue.is_empty() && outbox.queue.capacity() > 0 {
+            outbox.queue = VecDeque::new();
         }
     }
 

@@ -30,7 +30,7 @@ pub(super) async fn exchange<S>(
     items: &SessionItems,
 ) -> Outcome
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Some(hook) = broker.options.hooks.enhanced_authentication.clone() else {
         return Outcome::Refused(ReasonCode::BadAuthenticationMethod);

@@ -12,7 +12,6 @@ use bytes::BytesMut;
 use corvid_protocol::{
     ByteString, ConnAck, ConnAckProperties, Connect, DecodeError, Packet, ProtocolVersion, ReasonCode, encode,
 };
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +29,7 @@ pub(super) async fn handshake<S>(
     client_certificate_subject: Option<String>,
 ) -> Option<Connection<S>>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut rbuf = BytesMut::with_capacity(512);
     let timeout = broker.options.limits.connect_timeout;
@@ -105,7 +104,7 @@ async fn establish<S>(
     client_certificate_subject: Option<String>,
 ) -> Option<Connection<S>>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let version = connect.protocol;
     let limits = &broker.options.limits;
@@ -180,7 +179,8 @@ where
 
     // Claim the client identifier; take the session over from another connection if needed.
     let generation = broker.next_id();
-    let control = Arc::new(ConnControl::new(ConnInfo::new(remote, version, connect.username.clone())));
+    let info = ConnInfo::new(remote, version, connect.username.clone());
+    let control = Arc::new(ConnControl::new(info, &broker.shutdown));
     crate::stats::add(&control.info.messages_received, 1); // the CONNECT
     let previous = match broker.registry.claim(&client_id, generation, control.clone()) {
         Previous::None => None,
@@ -249,8 +249,7 @@ where
         send_quota: usize::from(client_receive_maximum.min(limits.max_inflight)),
         client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
         client_topic_alias_max: connect.properties.topic_alias_maximum.unwrap_or(0),
-        inbound_aliases: HashMap::new(),
-        outbound_aliases: HashMap::new(),
+        aliases: None,
         problem_information: connect.properties.request_problem_information.unwrap_or(true),
         batch: Vec::new(),
         pending_acks: std::collections::VecDeque::new(),

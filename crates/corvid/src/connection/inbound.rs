@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 impl<S> Connection<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     /// Handles the packets that may run hooks (PUBLISH through an interceptor, SUBSCRIBE, UNSUBSCRIBE). The
     /// caller boxes this future, so the connection's own future stays small.
@@ -148,13 +148,14 @@ where
             if alias > limits.max_topic_alias {
                 return Err(self.violation(ReasonCode::TopicAliasInvalid, "topic alias above the maximum"));
             }
+            let aliases = self.aliases.get_or_insert_with(Box::default);
             if publish.topic.is_empty() {
-                match self.inbound_aliases.get(&alias) {
+                match aliases.inbound.get(&alias) {
                     Some(topic) => publish.topic = topic.clone(),
                     None => return Err(self.violation(ReasonCode::ProtocolError, "unknown topic alias")),
                 }
             } else {
-                self.inbound_aliases.insert(alias, publish.topic.clone());
+                aliases.inbound.insert(alias, publish.topic.detached());
             }
         }
         if publish.retain && !limits.retain_available {

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 impl<S> Connection<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     /// Moves queued deliveries into the write buffer until the queue is empty or the send quota is used up,
     /// writing whenever the buffer passes its high-water mark.
@@ -23,7 +23,7 @@ where
             let mut batch = std::mem::take(&mut self.batch);
             shared.take_batch(&mut batch, BATCH, quota);
             if batch.is_empty() {
-                self.batch = batch;
+                // Nothing queued: the batch buffer goes too (`take_batch` sizes the next one).
                 return Ok(());
             }
             let now = Instant::now();
@@ -89,7 +89,7 @@ where
         let message = &d.message;
         let v5 = self.version.is_v5();
         let mut topic = message.topic.clone();
-        let aliases_before = self.outbound_aliases.len();
+        let aliases_before = self.aliases.as_ref().map_or(0, |a| a.outbound.len());
         let properties = if v5 {
             let mut p = message.properties.clone();
             p.message_expiry_interval = message.remaining_expiry(now);
@@ -116,8 +116,10 @@ where
                 Ok(len) if len <= self.client_max_packet_size as usize => {}
                 _ => {
                     // The client never sees this PUBLISH: forget the alias it would have established.
-                    if self.outbound_aliases.len() > aliases_before {
-                        self.outbound_aliases.remove(&message.topic);
+                    if let Some(aliases) = self.aliases.as_mut()
+                        && aliases.outbound.len() > aliases_before
+                    {
+                        aliases.outbound.remove(&message.topic);
                     }
                     return false;
                 }
@@ -132,16 +134,17 @@ where
 
     /// Uses or establishes an outbound topic alias, within the client's Topic Alias Maximum.
     fn apply_alias(&mut self, topic: &mut TopicName, properties: &mut PublishProperties) {
-        if let Some(&alias) = self.outbound_aliases.get(topic) {
+        let aliases = self.aliases.get_or_insert_with(Box::default);
+        if let Some(&alias) = aliases.outbound.get(topic) {
             properties.topic_alias = Some(alias);
             *topic = TopicName::alias_only();
             return;
         }
-        let next = self.outbound_aliases.len() + 1;
+        let next = aliases.outbound.len() + 1;
         if next <= usize::from(self.client_topic_alias_max)
             && let Ok(alias) = u16::try_from(next)
         {
-            self.outbound_aliases.insert(topic.clone(), alias);
+            aliases.outbound.insert(topic.detached(), alias);
             properties.topic_alias = Some(alias);
         }
     }

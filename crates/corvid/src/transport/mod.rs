@@ -98,6 +98,31 @@ impl ServerHandle {
         !self.broker.shutdown.is_cancelled()
     }
 
+    /// Whether new clients are accepted (see [`Server::pause_accepting`]).
+    pub fn is_accepting(&self) -> bool {
+        self.broker.accepting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The broker's counters now (as [`Server::stats`]), e.g. for a metrics endpoint.
+    pub fn stats(&self) -> crate::StatsSnapshot {
+        self.broker.stats.snapshot()
+    }
+
+    /// How many sessions there are (connected or not), and how many of them have a client connected.
+    pub fn session_counts(&self) -> (usize, usize) {
+        self.broker.registry.counts()
+    }
+
+    /// How many retained messages there are.
+    pub fn retained_count(&self) -> usize {
+        self.broker.retained.len()
+    }
+
+    /// How many subscriptions there are (each filter of each session once).
+    pub fn subscription_count(&self) -> usize {
+        self.broker.subscriptions.len()
+    }
+
     #[cfg(feature = "axum")]
     pub(crate) fn broker(&self) -> &Arc<Broker> {
         &self.broker
@@ -200,14 +225,16 @@ async fn unless_stopping<F: Future>(broker: &Broker, f: F) -> Option<F::Output> 
 
 #[cfg(feature = "tls")]
 async fn serve_tls(broker: Arc<Broker>, tls: Arc<tls::TlsAcceptor>, stream: TcpStream, remote: SocketAddr) {
-    let Some(Some((stream, subject))) = unless_stopping(&broker, tls.accept(stream, remote)).await else {
+    // Boxed: the handshake's state does not stay in the connection's task.
+    let Some(Some((stream, subject))) = Box::pin(unless_stopping(&broker, tls.accept(stream, remote))).await else {
         return;
     };
     connection::serve_with_certificate(broker, stream, remote, subject).await;
 }
 
 async fn serve_ws(broker: Arc<Broker>, ws: Arc<ws::WsAcceptor>, stream: TcpStream, remote: SocketAddr) {
-    let Some(Some(stream)) = unless_stopping(&broker, ws.accept(stream, remote)).await else {
+    // Boxed: the handshake's state does not stay in the connection's task.
+    let Some(Some(stream)) = Box::pin(unless_stopping(&broker, ws.accept(stream, remote))).await else {
         return;
     };
     connection::serve(broker, stream, remote).await;
@@ -225,7 +252,8 @@ async fn serve_wss(
         let (stream, subject) = tls.accept(stream, remote).await?;
         Some((ws.accept(stream, remote).await?, subject))
     };
-    let Some(Some((stream, subject))) = unless_stopping(&broker, handshakes).await else {
+    // Boxed: the handshakes' state does not stay in the connection's task.
+    let Some(Some((stream, subject))) = Box::pin(unless_stopping(&broker, handshakes)).await else {
         return;
     };
     connection::serve_with_certificate(broker, stream, remote, subject).await;
