@@ -171,15 +171,22 @@ fi
 source "$HERE/tls_ws.sh"
 tw_run_all
 
-passed=$((MC_PASSED + py_passed + TW_PASSED))
-failed=$((MC_FAILED + py_failed + TW_FAILED))
-py_skipped=$((py_skipped + TW_SKIPPED))
+# shellcheck source=tests/interop/auth_files.sh
+source "$HERE/auth_files.sh"
+af_run_all
+
+passed=$((MC_PASSED + py_passed + TW_PASSED + AF_PASSED))
+failed=$((MC_FAILED + py_failed + TW_FAILED + AF_FAILED))
+py_skipped=$((py_skipped + TW_SKIPPED + AF_SKIPPED))
 echo "=== summary against $BROKER ==="
 if ((MC_FAILED)); then
     printf 'failed: %s\n' "${MC_FAILED_NAMES[@]}"
 fi
 if ((TW_FAILED)); then
     printf 'failed: %s\n' "${TW_FAILED_NAMES[@]}"
+fi
+if ((AF_FAILED)); then
+    printf 'failed: %s\n' "${AF_FAILED_NAMES[@]}"
 fi
 if ((failed)); then
     show_broker_log

@@ -16,6 +16,10 @@ pub(crate) struct Config {
     pub(crate) sys_interval: Option<u64>,
     /// Log filter, e.g. "info" or "corvid=debug".
     pub(crate) log_level: Option<String>,
+    /// Users and password hashes, Mosquitto's format (see `password.rs`); relative to the config file's folder.
+    pub(crate) password_file: Option<PathBuf>,
+    /// Access rules, Mosquitto's format (see `acl.rs`); relative to the config file's folder.
+    pub(crate) acl_file: Option<PathBuf>,
     /// Network listeners.
     #[serde(default, rename = "listener")]
     pub(crate) listeners: Vec<Listener>,
@@ -25,6 +29,18 @@ pub(crate) struct Config {
     /// The durable store.
     #[serde(default)]
     pub(crate) storage: StorageConfig,
+    /// The metrics and health endpoints; absent means off.
+    pub(crate) metrics: Option<MetricsConfig>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetricsConfig {
+    /// Where `/metrics`, `/livez` and `/readyz` are served (plain HTTP).
+    pub(crate) bind: SocketAddr,
+    /// On SIGTERM / SIGINT: seconds to answer 503 on `/readyz` and refuse new clients before stopping.
+    pub(crate) drain_secs: Option<u64>,
 }
 
 /// `[storage]`.
@@ -136,6 +152,12 @@ impl Config {
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let mut config = Self::parse(&text, path)?;
         crate::listeners::resolve_paths(&mut config.listeners, path);
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for file in [&mut config.password_file, &mut config.acl_file].into_iter().flatten() {
+            if file.is_relative() {
+                *file = dir.join(&*file);
+            }
+        }
         Ok(config)
     }
 
@@ -162,6 +184,9 @@ impl Config {
             && size < 64
         {
             return Err(invalid("[limits] max_packet_size: must be at least 64 bytes"));
+        }
+        if self.metrics.as_ref().and_then(|m| m.drain_secs).is_some_and(|s| s > 3600) {
+            return Err(invalid("[metrics] drain_secs: at most 3600"));
         }
         Ok(())
     }
@@ -251,5 +276,24 @@ connect_timeout_secs = 10
         assert!(err.contains("line 2") && err.contains("key `limits.max_inflight`"), "{err}");
         let err = parse("[limits]\nmax_inflight = 0\n").unwrap_err();
         assert!(err.contains("max_inflight"), "{err}");
+    }
+
+    #[test]
+    fn security_files_are_relative_to_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("corvid-config-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("corvid.toml");
+        std::fs::write(
+            &path,
+            "password_file = \"passwd\"\nacl_file = \"/etc/corvid/acl\"\n[metrics]\nbind = \"127.0.0.1:9234\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(config.password_file, Some(dir.join("passwd")));
+        assert_eq!(config.acl_file.as_deref(), Some(Path::new("/etc/corvid/acl")));
+        assert_eq!(config.metrics.unwrap().bind, "127.0.0.1:9234".parse().unwrap());
+        let err = parse("[metrics]\nbind = \"nowhere\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("metrics.bind"), "{err}");
     }
 }

@@ -1,7 +1,12 @@
 //! The `corvid` MQTT broker server.
 
+mod acl;
 mod config;
 mod listeners;
+mod metrics;
+mod passwd;
+mod password;
+mod security;
 
 use anyhow::Context;
 use clap::Parser;
@@ -9,14 +14,17 @@ use config::{Config, Engine, Overflow, Sync};
 use corvid::store::SyncPolicy;
 use corvid::{Endpoint, OverflowPolicy, Server, ServerOptions};
 use corvid_store_redb::RedbStore;
+use metrics::{Draining, MetricsServer};
+use security::Security;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Corvid: an MQTT 3.1, 3.1.1 and 5.0 broker.
 #[derive(Debug, Parser)]
-#[command(name = "corvid", version, about)]
+#[command(name = "corvid", version, about, args_conflicts_with_subcommands = true)]
 struct Args {
     /// Configuration file (TOML).
     #[arg(short, long, value_name = "FILE")]
@@ -33,14 +41,37 @@ struct Args {
     /// Check a configuration file and exit: 0 if it is valid, 2 if not.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
+    /// Serve /metrics, /livez and /readyz over HTTP on ADDR:PORT (overrides `[metrics] bind`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Make or edit a password file (Mosquitto's format, as mosquitto_passwd).
+    Passwd(passwd::PasswdArgs),
+}
+
+/// Reads the password and ACL files a configuration names.
+fn load_security(config: Option<&Config>) -> Result<Security, security::SecurityError> {
+    match config {
+        Some(c) => Security::load(c.password_file.as_deref(), c.acl_file.as_deref()),
+        None => Ok(Security::default()),
+    }
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Command::Passwd(passwd)) = args.command.take() {
+        return passwd::run(passwd);
+    }
     if let Some(path) = &args.check_config {
         let checked = Config::load(path).map_err(|e| e.to_string()).and_then(|c| {
-            // The certificate files of TLS listeners are read too.
-            listeners::check_files(&c).map_err(|e| format!("{}: {e}", path.display()))
+            // The certificate files of TLS listeners are read too, and the password and ACL files.
+            listeners::check_files(&c).map_err(|e| format!("{}: {e}", path.display()))?;
+            load_security(Some(&c)).map(drop).map_err(|e| format!("{}: {e}", path.display()))
         });
         return match checked {
             Ok(()) => {
@@ -72,6 +103,14 @@ fn main() -> ExitCode {
         },
         None => None,
     };
+    let security = match load_security(config.as_ref()) {
+        Ok(security) => security,
+        Err(e) => {
+            let path = args.config.as_deref().unwrap_or(std::path::Path::new("")).display();
+            eprintln!("error: {path}: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let level = args
         .log_level
         .clone()
@@ -98,7 +137,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args, config)) {
+    match runtime.block_on(run(args, config, Arc::new(security))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -107,7 +146,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn options(args: &Args, config: Option<&Config>) -> ServerOptions {
+fn options(args: &Args, config: Option<&Config>, security: &Arc<Security>) -> ServerOptions {
     let defaults = config.is_none() && args.bind.is_empty();
     let mut endpoints: Vec<Endpoint> = args.bind.iter().copied().map(Endpoint::Tcp).collect();
     if endpoints.is_empty()
@@ -129,7 +168,7 @@ fn options(args: &Args, config: Option<&Config>) -> ServerOptions {
     for endpoint in endpoints {
         builder = builder.with_endpoint(endpoint);
     }
-    let mut options = builder.build();
+    let mut options = security.install(builder).build();
     let limits = &mut options.limits;
     if let Some(config) = config {
         let l = &config.limits;
@@ -180,8 +219,8 @@ enum StartError {
     Store(String),
 }
 
-async fn run(args: Args, config: Option<Config>) -> anyhow::Result<()> {
-    let mut options = options(&args, config.as_ref());
+async fn run(args: Args, config: Option<Config>, security: Arc<Security>) -> anyhow::Result<()> {
+    let mut options = options(&args, config.as_ref(), &security);
     let data_dir = args
         .data_dir
         .clone()
@@ -200,36 +239,111 @@ async fn run(args: Args, config: Option<Config>) -> anyhow::Result<()> {
         tracing::info!(path = %path.display(), sync = ?policy, "durable store");
         options.set_persistent_store(store, policy);
     }
+    let metrics_config = config.as_ref().and_then(|c| c.metrics.as_ref());
+    let metrics_addr = args.metrics.or(metrics_config.map(|m| m.bind));
+    let drain = Duration::from_secs(metrics_config.and_then(|m| m.drain_secs).unwrap_or(0));
+    // Bound before the broker starts, so that a taken port stops the start before any client is accepted.
+    let metrics_listener = match metrics_addr {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
+    let mut signals = Signals::new()?;
     let kinds: Vec<&'static str> = options.endpoints.iter().map(Endpoint::kind).collect();
     let server = Server::start(options).await.context("cannot start")?;
+    let started = Instant::now();
     for (addr, kind) in server.local_addrs().iter().zip(kinds) {
         tracing::info!(%addr, transport = kind, "listening for MQTT");
     }
+    security.log();
+    let draining = Draining::default();
+    let metrics = match metrics_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "serving /metrics, /livez and /readyz over HTTP");
+            Some(MetricsServer::serve(listener, server.handle(), started, draining.clone()))
+        }
+        None => None,
+    };
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "corvid started");
-    wait_for_signal(&server).await?;
+    while let Signal::Reload = signals.next().await {
+        listeners::reload(&server);
+        security.reload();
+    }
+    draining.start();
+    if !drain.is_zero() {
+        // Ready no more: load balancers stop sending clients; new ones are refused, connected ones stay.
+        server.pause_accepting();
+        tracing::info!(seconds = drain.as_secs(), "draining before stopping (a second signal stops at once)");
+        tokio::select! {
+            () = tokio::time::sleep(drain) => {}
+            _ = signals.next_stop() => {}
+        }
+    }
     tracing::info!("stopping");
     server.stop().await;
+    if let Some(metrics) = metrics {
+        metrics.stop().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
+/// What a signal asks for.
+enum Signal {
+    /// SIGHUP: reload certificates, password and ACL files.
+    Reload,
+    /// SIGTERM / SIGINT (Ctrl-C): stop.
+    Stop,
+}
+
+/// The process signals the server reacts to, registered once at start.
 #[cfg(unix)]
-async fn wait_for_signal(server: &Server) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => listeners::reload(server),
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
         }
+    }
+
+    /// The next SIGTERM or SIGINT (SIGHUP is ignored meanwhile).
+    async fn next_stop(&mut self) {
+        while let Signal::Reload = self.next().await {}
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal(_server: &Server) -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await?;
-    Ok(())
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn next(&mut self) -> Signal {
+        let _ = tokio::signal::ctrl_c().await;
+        Signal::Stop
+    }
+
+    async fn next_stop(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
