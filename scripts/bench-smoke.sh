@@ -2,6 +2,8 @@
 # CI smoke run of the load generator: every corvid-bench scenario once, at a tiny size (well under a second of
 # load each, a handful of connections), against the null relay, Mosquitto (if installed) and Corvid.
 # Fails if any scenario reports an error, or loss or duplicates at QoS 1/2.
+# That includes tls-handshake (certificates made at launch), ws-throughput (Mosquitto's `protocol websockets`) and
+# idle-100k at 2,000 connections; the relay speaks plain TCP only, so the TLS and WebSocket ones are skipped for it.
 #
 # Corvid: the script builds it (`cargo build --release -p corvid-server`) unless CORVID_BIN names a binary. If it
 # does not build or does not start, that fails the script while BENCH_SMOKE_REQUIRE_CORVID=1 (the default); with

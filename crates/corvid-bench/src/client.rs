@@ -5,10 +5,12 @@
 //! write it with one [`Client::flush`], and decode everything one read brought with [`Client::next_packet`].
 //!
 //! # Transports
-//! Only plain TCP exists today. TLS (for the planned TLS handshake-rate scenario) and WebSocket (for the planned
-//! WebSocket throughput scenario) will be further [`Transport`] variants; everything above the byte stream stays
-//! as it is.
+//! [`Transport`]: plain TCP, TLS (rustls, for the `tls-handshake` scenario) and MQTT over WebSocket (see
+//! [`crate::ws`], for `ws-throughput`). Everything above the byte stream is the same for all three: a
+//! [`Client::flush`] becomes one `write` on TCP, one TLS write, or one binary WebSocket frame holding every packet
+//! of the batch.
 
+use crate::ws::WsStream;
 use anyhow::{Context, anyhow, bail, ensure};
 use bytes::BytesMut;
 use corvid_protocol::{
@@ -16,9 +18,11 @@ use corvid_protocol::{
     SubscriptionOptions, TopicFilter, decode, encode,
 };
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 /// The largest packet the load generator accepts.
 pub const MAX_PACKET_SIZE: u32 = 16 << 20;
@@ -34,14 +38,93 @@ pub const KEEP_ALIVE: u16 = 900;
 const FILTERS_PER_SUBSCRIBE: usize = 64;
 
 /// How bytes reach the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
+#[derive(Debug, Clone, Default)]
 pub enum Transport {
     /// Plain TCP.
     #[default]
     Tcp,
-    // Planned: `Tls` (rustls client, for the TLS handshake-rate scenario) and `WebSocket` (MQTT over WebSocket,
-    // for the WebSocket throughput scenario).
+    /// TLS over TCP (rustls).
+    Tls(TlsClient),
+    /// MQTT over WebSocket (subprotocol `mqtt`, binary frames) on this HTTP path, e.g. `/mqtt`.
+    WebSocket {
+        /// The HTTP path of the upgrade request.
+        path: String,
+    },
+}
+
+/// The client side of TLS: a rustls configuration (trusted roots, versions) and the name to verify.
+#[derive(Clone)]
+pub struct TlsClient {
+    /// The connector (its rustls `ClientConfig`).
+    pub connector: tokio_rustls::TlsConnector,
+    /// The server name the certificate must be valid for.
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClient").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
+}
+
+impl TlsClient {
+    /// A client trusting only `roots`, speaking only `version`, verifying `server_name`, without session
+    /// resumption (every connection is a full handshake).
+    pub fn new(
+        roots: &[rustls::pki_types::CertificateDer<'static>],
+        version: &'static rustls::SupportedProtocolVersion,
+        server_name: &str,
+    ) -> anyhow::Result<Self> {
+        let mut store = rustls::RootCertStore::empty();
+        for root in roots {
+            store.add(root.clone()).context("adding the test CA to the trusted roots")?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[version])
+            .context("TLS protocol versions")?
+            .with_root_certificates(store)
+            .with_no_client_auth();
+        config.resumption = rustls::client::Resumption::disabled();
+        let server_name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(|e| anyhow!("server name {server_name:?}: {e}"))?;
+        Ok(Self { connector: tokio_rustls::TlsConnector::from(Arc::new(config)), server_name })
+    }
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    /// The broker's address (loopback).
+    pub addr: SocketAddr,
+    /// The transport.
+    pub transport: Transport,
+}
+
+impl Dial {
+    /// Plain TCP to `addr`.
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Self { addr, transport: Transport::Tcp }
+    }
+}
+
+/// The byte stream under a client.
+#[derive(Debug)]
+enum Io {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Ws(Box<WsStream>),
+}
+
+/// Polls `future` once, without waiting: `None` if it is not ready (a non-blocking read on a stream that has no
+/// `try_read`).
+fn poll_now<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
 }
 
 /// How to connect.
@@ -78,7 +161,7 @@ impl ConnectOptions {
 /// One MQTT connection.
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    io: Io,
     rbuf: BytesMut,
     /// The write buffer: append packets, then [`Client::flush`].
     pub wbuf: BytesMut,
@@ -91,16 +174,35 @@ pub struct Client {
 impl Client {
     /// Connects over TCP, sends CONNECT and waits for a successful CONNACK.
     pub async fn connect(addr: SocketAddr, options: &ConnectOptions) -> anyhow::Result<Self> {
-        tokio::time::timeout(SETUP_TIMEOUT, Self::connect_inner(addr, options))
+        Self::connect_via(&Dial::tcp(addr), options).await
+    }
+
+    /// Connects as `dial` says (TCP, TLS or WebSocket), sends CONNECT and waits for a successful CONNACK.
+    pub async fn connect_via(dial: &Dial, options: &ConnectOptions) -> anyhow::Result<Self> {
+        let addr = dial.addr;
+        tokio::time::timeout(SETUP_TIMEOUT, Self::connect_inner(dial, options))
             .await
             .map_err(|_| anyhow!("connecting to {addr}: timed out"))?
     }
 
-    async fn connect_inner(addr: SocketAddr, options: &ConnectOptions) -> anyhow::Result<Self> {
+    async fn connect_inner(dial: &Dial, options: &ConnectOptions) -> anyhow::Result<Self> {
+        let addr = dial.addr;
         let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
+        let io = match &dial.transport {
+            Transport::Tcp => Io::Tcp(stream),
+            Transport::Tls(tls) => {
+                let stream = tls
+                    .connector
+                    .connect(tls.server_name.clone(), stream)
+                    .await
+                    .with_context(|| format!("TLS handshake with {addr}"))?;
+                Io::Tls(Box::new(stream))
+            }
+            Transport::WebSocket { path } => Io::Ws(Box::new(WsStream::handshake(stream, addr, path).await?)),
+        };
         let mut client = Self {
-            stream,
+            io,
             rbuf: BytesMut::with_capacity(64 * 1024),
             wbuf: BytesMut::with_capacity(64 * 1024),
             version: options.version,
@@ -132,6 +234,14 @@ impl Client {
     /// The protocol version this connection speaks.
     pub fn version(&self) -> ProtocolVersion {
         self.version
+    }
+
+    /// The TLS version negotiated, on a TLS connection.
+    pub fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
+        match &self.io {
+            Io::Tls(s) => s.get_ref().1.protocol_version(),
+            _ => None,
+        }
     }
 
     /// Whether the broker resumed a session (CONNACK session present).
@@ -190,10 +300,17 @@ impl Client {
         Ok(())
     }
 
-    /// Writes the whole write buffer and clears it.
+    /// Writes the whole write buffer and clears it (on WebSocket: as one binary frame per 64 KiB).
     pub async fn flush(&mut self) -> anyhow::Result<()> {
         if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await.context("writing to broker")?;
+            match &mut self.io {
+                Io::Tcp(s) => s.write_all(&self.wbuf).await.context("writing to broker")?,
+                Io::Tls(s) => {
+                    s.write_all(&self.wbuf).await.context("writing to broker")?;
+                    s.flush().await.context("writing to broker")?;
+                }
+                Io::Ws(s) => s.write(&self.wbuf).await?,
+            }
             self.wbuf.clear();
         }
         Ok(())
@@ -203,9 +320,12 @@ impl Client {
     /// byte; fails when the broker closed the connection.
     pub async fn read_more(&mut self, limit: Option<usize>) -> anyhow::Result<usize> {
         self.rbuf.reserve(64 * 1024);
-        let n = match limit {
-            None => self.stream.read_buf(&mut self.rbuf).await,
-            Some(limit) => (&mut self.stream).take(limit as u64).read_buf(&mut self.rbuf).await,
+        let n = match (&mut self.io, limit) {
+            (Io::Ws(s), limit) => return s.read(&mut self.rbuf, limit).await,
+            (Io::Tcp(s), None) => s.read_buf(&mut self.rbuf).await,
+            (Io::Tcp(s), Some(limit)) => s.take(limit as u64).read_buf(&mut self.rbuf).await,
+            (Io::Tls(s), None) => s.read_buf(&mut self.rbuf).await,
+            (Io::Tls(s), Some(limit)) => (&mut **s).take(limit as u64).read_buf(&mut self.rbuf).await,
         }
         .context("reading from broker")?;
         if n == 0 {
@@ -218,7 +338,14 @@ impl Client {
     /// connection.
     pub fn try_read_more(&mut self) -> anyhow::Result<usize> {
         self.rbuf.reserve(64 * 1024);
-        match self.stream.try_read_buf(&mut self.rbuf) {
+        let read = match &mut self.io {
+            Io::Tcp(s) => s.try_read_buf(&mut self.rbuf),
+            Io::Tls(s) => {
+                poll_now(s.read_buf(&mut self.rbuf)).unwrap_or_else(|| Err(std::io::ErrorKind::WouldBlock.into()))
+            }
+            Io::Ws(s) => return s.try_read(&mut self.rbuf),
+        };
+        match read {
             Ok(0) => bail!("broker closed the connection"),
             Ok(n) => Ok(n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
@@ -254,6 +381,17 @@ impl Client {
         if encode(&packet, self.version, &mut self.wbuf).is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(2), self.flush()).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.stream.shutdown()).await;
+        let close = async {
+            match &mut self.io {
+                Io::Tcp(s) => {
+                    let _ = s.shutdown().await;
+                }
+                Io::Tls(s) => {
+                    let _ = s.shutdown().await;
+                }
+                Io::Ws(s) => s.close().await,
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
     }
 }

@@ -60,6 +60,8 @@ pub async fn run_matrix(
                     relay_threads: binaries.relay_threads,
                     corvid_storage: binaries.corvid_storage,
                     mosquitto_persistence: binaries.mosquitto_persistence,
+                    tls: case.scenario.needs_tls(),
+                    ws: case.scenario.needs_ws(),
                 };
                 let broker = match launch(*kind, path, config).await {
                     Ok(b) => b,

@@ -9,7 +9,7 @@
 //!    received everything that was sent, until nothing has arrived for a second, or until the drain timeout.
 //! 4. Stop the subscribers and compare what each received with what each publisher sent.
 
-use crate::client::{Client, ConnectOptions};
+use crate::client::{Client, ConnectOptions, Dial};
 use crate::histogram::Histogram;
 use crate::measure::{CpuMark, PeakRss, Pid};
 use crate::payload::{PublishTemplate, instant_ns};
@@ -83,6 +83,8 @@ pub struct FlowSpec {
     pub coalesce: Option<Duration>,
     /// Client identifier prefix (unique per run).
     pub client_prefix: String,
+    /// How the publishers and subscribers connect; `None`: plain TCP to the target's address.
+    pub dial: Option<Dial>,
     /// The publishers.
     pub publishers: Vec<PubSpec>,
     /// The subscribers.
@@ -114,10 +116,18 @@ pub struct FlowOutcome {
     pub broker_peak_rss: Option<u64>,
 }
 
-/// Connects one client per option set, at most 64 at a time, each subscribing to its filters
+/// Connects one client per option set over TCP, at most 64 at a time, each subscribing to its filters
 /// (if any); the clients come back in the order of `options`.
 pub async fn connect_many(
     target: &Target,
+    options: Vec<(ConnectOptions, Vec<String>, QoS)>,
+) -> anyhow::Result<Vec<Client>> {
+    connect_many_via(&Dial::tcp(target.addr), options).await
+}
+
+/// [`connect_many`] as `dial` says (TCP, TLS or WebSocket).
+pub async fn connect_many_via(
+    dial: &Dial,
     options: Vec<(ConnectOptions, Vec<String>, QoS)>,
 ) -> anyhow::Result<Vec<Client>> {
     let permits = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
@@ -125,10 +135,10 @@ pub async fn connect_many(
     let count = options.len();
     for (i, (opts, filters, qos)) in options.into_iter().enumerate() {
         let permits = Arc::clone(&permits);
-        let addr = target.addr;
+        let dial = dial.clone();
         set.spawn(async move {
             let _permit = permits.acquire_owned().await?;
-            let mut client = Client::connect(addr, &opts).await?;
+            let mut client = Client::connect_via(&dial, &opts).await?;
             if !filters.is_empty() {
                 client.subscribe(&filters, qos).await.with_context(|| format!("subscribing {}", opts.client_id))?;
             }
@@ -161,14 +171,15 @@ pub async fn run_flow(target: &Target, spec: FlowSpec) -> anyhow::Result<FlowOut
             (o, s.filters.clone(), spec.qos)
         })
         .collect();
-    let sub_clients = connect_many(target, sub_options).await?;
+    let dial = spec.dial.clone().unwrap_or_else(|| Dial::tcp(target.addr));
+    let sub_clients = connect_many_via(&dial, sub_options).await?;
     let pub_options = (0..spec.publishers.len())
         .map(|i| {
             let o = ConnectOptions::new(spec.version, format!("{}-p{i}", spec.client_prefix));
             (o, Vec::new(), spec.qos)
         })
         .collect();
-    let pub_clients = connect_many(target, pub_options).await?;
+    let pub_clients = connect_many_via(&dial, pub_options).await?;
 
     let pub_counters: Arc<[PublisherCounters]> =
         (0..spec.publishers.len()).map(|_| PublisherCounters::default()).collect();

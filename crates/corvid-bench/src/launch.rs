@@ -12,14 +12,29 @@
 //!   `set_tcp_nodelay true` like every other server here.
 //! - rumqttd: one listener (`[v4.1]` for MQTT 3.1.1, `[v5.1]` for 5.0) on the port, no console, no metrics,
 //!   `next_connection_delay_ms = 0`, `max_inflight_count` = the in-flight window.
-//! - Corvid: `corvid --config FILE --bind 127.0.0.1:PORT --data-dir DIR --log-level warn`, the file setting the same
-//!   queue bound (`max_pending_messages_per_client` 10,000,000) and in-flight window as Mosquitto's, and the
-//!   in-memory store (Mosquitto runs with `persistence false`); with `--corvid-storage always|batched|never`, the
-//!   durable redb store with that sync policy (`batch_window_ms` 2, Corvid's default).
+//! - Corvid: `corvid --config FILE --data-dir DIR --log-level warn`, the file holding the listeners
+//!   (`[[listener]] type = "tcp"`, `bind = "127.0.0.1:PORT"`, and the extra ones below; `--bind` would replace
+//!   them) and setting the same queue bound (`max_pending_messages_per_client` 10,000,000) and in-flight window
+//!   as Mosquitto's, and the in-memory store (Mosquitto runs with `persistence false`); with
+//!   `--corvid-storage always|batched|never`, the durable redb store with that sync policy (`batch_window_ms` 2,
+//!   Corvid's default).
 //! - relay: this binary's `relay` subcommand.
+//!
+//! Extra listeners, only for the cases that need them ([`LaunchConfig::tls`], [`LaunchConfig::ws`]), each on its
+//! own fresh 127.0.0.1 port:
+//! - TLS: a fresh test CA and server certificate (see [`crate::certs`]) in the server's directory. Corvid:
+//!   `[[listener]] type = "tls"` with `cert` and `key` (TLS 1.2 and 1.3); Mosquitto: `listener PORT 127.0.0.1`
+//!   with `certfile` and `keyfile`; rumqttd: a second `[v4.2]` / `[v5.2]` server with `tls = { certpath, keypath }`.
+//! - WebSocket on `/mqtt`: Corvid `[[listener]] type = "ws"`; Mosquitto `listener PORT 127.0.0.1` with `protocol
+//!   websockets`; rumqttd `[ws.1]` (MQTT 3.1.1 only: with `--mqtt 5` rumqttd has no WebSocket listener).
+//! - The relay speaks plain TCP only.
+//!
+//! Mosquitto's plain TCP listener has `max_connections -1` (no limit), rumqttd's router `max_connections` is
+//! 100,000; the open-file limit every server inherits is the generator's (see [`crate::limits`]).
 
+use crate::certs::{ServerCerts, make_server_certs};
 use crate::client::{Client, ConnectOptions};
-use crate::scenarios::{Target, TargetKind};
+use crate::scenarios::{Target, TargetKind, TlsEndpoint, WsEndpoint};
 use anyhow::{Context, anyhow, bail};
 use clap::ValueEnum;
 use corvid_protocol::ProtocolVersion;
@@ -166,6 +181,10 @@ pub struct LaunchConfig {
     pub corvid_storage: CorvidStorage,
     /// Mosquitto with persistence on.
     pub mosquitto_persistence: bool,
+    /// Add a TLS listener (where the server has one).
+    pub tls: bool,
+    /// Add a WebSocket listener on `/mqtt` (where the server has one).
+    pub ws: bool,
 }
 
 impl LaunchConfig {
@@ -179,6 +198,9 @@ impl LaunchConfig {
     }
 }
 
+/// The HTTP path of the WebSocket listeners.
+pub const WS_PATH: &str = "/mqtt";
+
 /// A running server, killed on drop.
 #[derive(Debug)]
 pub struct Broker {
@@ -186,12 +208,29 @@ pub struct Broker {
     label: String,
     child: Child,
     addr: SocketAddr,
+    tls: Result<TlsEndpoint, String>,
+    ws: Result<WsEndpoint, String>,
     dir: PathBuf,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(listener.local_addr()?.port())
+/// `count` distinct free ports on 127.0.0.1.
+fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    // Hold every listener until all ports are known, so they differ.
+    let listeners =
+        (0..count).map(|_| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))).collect::<Result<Vec<_>, _>>()?;
+    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
+/// The listeners of one launch besides plain TCP.
+#[derive(Debug, Clone, Copy, Default)]
+struct Extra<'a> {
+    tls: Option<(u16, &'a ServerCerts)>,
+    ws: Option<u16>,
+}
+
+/// A path as a TOML basic string.
+fn toml_path(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
 }
 
 fn fresh_dir() -> anyhow::Result<PathBuf> {
@@ -203,11 +242,21 @@ fn fresh_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn corvid_config(inflight: u16, storage: CorvidStorage) -> String {
-    let mut c = format!(
-        "allow_anonymous = true\n[limits]\nmax_pending_messages_per_client = 10000000\nmax_inflight = {inflight}\n\
-         [storage]\n"
-    );
+fn corvid_config(inflight: u16, storage: CorvidStorage, port: u16, extra: Extra<'_>) -> String {
+    let mut c = "allow_anonymous = true\n".to_owned();
+    let _ = writeln!(c, "[[listener]]\ntype = \"tcp\"\nbind = \"127.0.0.1:{port}\"");
+    if let Some((port, certs)) = extra.tls {
+        let _ = writeln!(
+            c,
+            "[[listener]]\ntype = \"tls\"\nbind = \"127.0.0.1:{port}\"\ncert = {}\nkey = {}",
+            toml_path(&certs.cert_file),
+            toml_path(&certs.key_file)
+        );
+    }
+    if let Some(port) = extra.ws {
+        let _ = writeln!(c, "[[listener]]\ntype = \"ws\"\nbind = \"127.0.0.1:{port}\"\npath = \"{WS_PATH}\"");
+    }
+    let _ = write!(c, "[limits]\nmax_pending_messages_per_client = 10000000\nmax_inflight = {inflight}\n[storage]\n");
     match storage.sync() {
         None => c.push_str("engine = \"memory\"\n"),
         Some(sync) => {
@@ -217,9 +266,9 @@ fn corvid_config(inflight: u16, storage: CorvidStorage) -> String {
     c
 }
 
-fn mosquitto_config(port: u16, inflight: u16, persistence: Option<&Path>) -> String {
+fn mosquitto_config(port: u16, inflight: u16, persistence: Option<&Path>, extra: Extra<'_>) -> String {
     let mut c = String::new();
-    let _ = writeln!(c, "listener {port} 127.0.0.1");
+    let _ = writeln!(c, "listener {port} 127.0.0.1\nmax_connections -1");
     c.push_str("allow_anonymous true\n");
     match persistence {
         None => c.push_str("persistence false\n"),
@@ -231,49 +280,104 @@ fn mosquitto_config(port: u16, inflight: u16, persistence: Option<&Path>) -> Str
     c.push_str("max_queued_messages 10000000\nmax_queued_bytes 0\n");
     let _ = writeln!(c, "max_inflight_messages {inflight}");
     c.push_str("set_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\n");
+    // Listener options apply to the listener line above them.
+    if let Some((port, certs)) = extra.tls {
+        let _ = writeln!(
+            c,
+            "listener {port} 127.0.0.1\ncertfile {}\nkeyfile {}",
+            certs.cert_file.display(),
+            certs.key_file.display()
+        );
+    }
+    if let Some(port) = extra.ws {
+        let _ = writeln!(c, "listener {port} 127.0.0.1\nprotocol websockets");
+    }
     c
 }
 
-fn rumqttd_config(port: u16, inflight: u16, version: ProtocolVersion) -> String {
+fn rumqttd_config(port: u16, inflight: u16, version: ProtocolVersion, extra: Extra<'_>) -> String {
     let section = if version.is_v5() { "v5" } else { "v4" };
-    format!(
-        "id = 0\n\n[router]\nid = 0\nmax_connections = 100000\nmax_outgoing_packet_count = 200\n\
-         max_segment_size = 104857600\nmax_segment_count = 10\n\n\
-         [{section}.1]\nname = \"{section}-1\"\nlisten = \"127.0.0.1:{port}\"\nnext_connection_delay_ms = 0\n\n\
-         [{section}.1.connections]\nconnection_timeout_ms = 60000\nmax_payload_size = 1048576\n\
-         max_inflight_count = {inflight}\ndynamic_filters = true\n"
-    )
+    let server = |name: &str, port: u16, tls: Option<&ServerCerts>| {
+        let tls = tls
+            .map(|c| {
+                format!(
+                    "[{name}.tls]\ncertpath = {}\nkeypath = {}\n\n",
+                    toml_path(&c.cert_file),
+                    toml_path(&c.key_file)
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "[{name}]\nname = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nnext_connection_delay_ms = 0\n\n{tls}\
+             [{name}.connections]\nconnection_timeout_ms = 60000\nmax_payload_size = 1048576\n\
+             max_inflight_count = {inflight}\ndynamic_filters = true\n\n",
+            name.replace('.', "-")
+        )
+    };
+    let mut c = "id = 0\n\n[router]\nid = 0\nmax_connections = 100000\nmax_outgoing_packet_count = 200\n\
+                 max_segment_size = 104857600\nmax_segment_count = 10\n\n"
+        .to_owned();
+    c.push_str(&server(&format!("{section}.1"), port, None));
+    if let Some((port, certs)) = extra.tls {
+        c.push_str(&server(&format!("{section}.2"), port, Some(certs)));
+    }
+    if let (Some(port), false) = (extra.ws, version.is_v5()) {
+        c.push_str(&server("ws.1", port, None));
+    }
+    c
 }
 
 /// Launches `kind` from `binary` and waits until it accepts MQTT connections.
 pub async fn launch(kind: BrokerKind, binary: &Path, config: LaunchConfig) -> anyhow::Result<Broker> {
-    let port = free_port()?;
+    let ports = free_ports(3)?;
+    let (port, tls_port, ws_port) = (ports[0], ports[1], ports[2]);
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let dir = fresh_dir()?;
+    let certs = if config.tls && kind != BrokerKind::Relay { Some(make_server_certs(&dir)?) } else { None };
+    let ws_supported = match kind {
+        BrokerKind::Relay => Err("the relay speaks plain TCP only".to_owned()),
+        BrokerKind::Rumqttd if config.version.is_v5() => {
+            Err("rumqttd 0.20 serves MQTT over WebSocket for MQTT 3.1.1 only".to_owned())
+        }
+        _ => Ok(()),
+    };
+    let extra = Extra {
+        tls: certs.as_ref().map(|c| (tls_port, c)),
+        ws: (config.ws && ws_supported.is_ok()).then_some(ws_port),
+    };
+    let tls = match (&certs, kind) {
+        (_, BrokerKind::Relay) => Err("the relay speaks plain TCP only".to_owned()),
+        (None, _) => Err("launched without a TLS listener".to_owned()),
+        (Some(c), _) => Ok(TlsEndpoint {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, tls_port)),
+            roots: vec![c.ca.clone()],
+            server_name: "localhost".to_owned(),
+        }),
+    };
+    let ws = match (ws_supported, extra.ws) {
+        (Err(why), _) => Err(why),
+        (Ok(()), None) => Err("launched without a WebSocket listener".to_owned()),
+        (Ok(()), Some(port)) => {
+            Ok(WsEndpoint { addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)), path: WS_PATH.to_owned() })
+        }
+    };
     let mut command = Command::new(binary);
     match kind {
         BrokerKind::Corvid => {
             let path = dir.join("corvid.toml");
-            std::fs::write(&path, corvid_config(config.inflight, config.corvid_storage))?;
-            command
-                .arg("--config")
-                .arg(path)
-                .arg("--bind")
-                .arg(addr.to_string())
-                .arg("--data-dir")
-                .arg(dir.join("data"))
-                .args(["--log-level", "warn"]);
+            std::fs::write(&path, corvid_config(config.inflight, config.corvid_storage, port, extra))?;
+            command.arg("--config").arg(path).arg("--data-dir").arg(dir.join("data")).args(["--log-level", "warn"]);
         }
         BrokerKind::Mosquitto => {
             let path = dir.join("mosquitto.conf");
             let data = dir.join("data");
             let persistence = config.mosquitto_persistence.then_some(data.as_path());
-            std::fs::write(&path, mosquitto_config(port, config.inflight, persistence))?;
+            std::fs::write(&path, mosquitto_config(port, config.inflight, persistence, extra))?;
             command.arg("-c").arg(path);
         }
         BrokerKind::Rumqttd => {
             let path = dir.join("rumqttd.toml");
-            std::fs::write(&path, rumqttd_config(port, config.inflight, config.version))?;
+            std::fs::write(&path, rumqttd_config(port, config.inflight, config.version, extra))?;
             command.arg("-q").arg("-c").arg(path);
         }
         BrokerKind::Relay => {
@@ -287,7 +391,7 @@ pub async fn launch(kind: BrokerKind, binary: &Path, config: LaunchConfig) -> an
     let log = std::fs::File::create(dir.join("server.log"))?;
     command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).current_dir(&dir);
     let child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
-    let mut broker = Broker { kind, label: config.label(kind), child, addr, dir };
+    let mut broker = Broker { kind, label: config.label(kind), child, addr, tls, ws, dir };
     broker.wait_ready(config.version).await?;
     Ok(broker)
 }
@@ -310,6 +414,8 @@ impl Broker {
             addr: self.addr,
             pid: Some(self.pid()),
             kind: if self.kind == BrokerKind::Relay { TargetKind::Relay } else { TargetKind::Broker },
+            tls: self.tls.clone(),
+            ws: self.ws.clone(),
         }
     }
 
@@ -330,7 +436,17 @@ impl Broker {
             let attempt = tokio::time::timeout(Duration::from_secs(1), Client::connect(self.addr, &options));
             if let Ok(Ok(client)) = attempt.await {
                 client.disconnect().await;
-                return Ok(());
+                // The extra listeners must accept TCP connections too.
+                let extra: Vec<SocketAddr> =
+                    self.tls.iter().map(|t| t.addr).chain(self.ws.iter().map(|w| w.addr)).collect();
+                let mut all = true;
+                for addr in extra {
+                    let probe = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr));
+                    all &= matches!(probe.await, Ok(Ok(_)));
+                }
+                if all {
+                    return Ok(());
+                }
             }
             if Instant::now() >= deadline {
                 return Err(anyhow!(
@@ -359,24 +475,56 @@ mod tests {
 
     #[test]
     fn configs_listen_on_loopback_only() {
-        let m = mosquitto_config(1883, 16, None);
-        assert!(m.contains("listener 1883 127.0.0.1"));
+        let m = mosquitto_config(1883, 16, None, Extra::default());
+        assert!(m.contains("listener 1883 127.0.0.1\nmax_connections -1"));
         assert!(m.contains("max_inflight_messages 16"));
-        assert!(!m.contains("0.0.0.0"));
-        let r = rumqttd_config(1884, 16, ProtocolVersion::V3_1_1);
+        assert!(!m.contains("0.0.0.0") && !m.contains("websockets"));
+        let r = rumqttd_config(1884, 16, ProtocolVersion::V3_1_1, Extra::default());
         assert!(r.contains("[v4.1]") && r.contains("listen = \"127.0.0.1:1884\""));
-        assert!(!r.contains("0.0.0.0") && !r.contains("console"));
-        assert!(rumqttd_config(1884, 16, ProtocolVersion::V5).contains("[v5.1.connections]"));
+        assert!(!r.contains("0.0.0.0") && !r.contains("console") && !r.contains("[ws.1]"));
+        assert!(rumqttd_config(1884, 16, ProtocolVersion::V5, Extra::default()).contains("[v5.1.connections]"));
+        let c = corvid_config(16, CorvidStorage::Memory, 1885, Extra::default());
+        assert!(c.contains("[[listener]]\ntype = \"tcp\"\nbind = \"127.0.0.1:1885\""), "{c}");
+        assert!(!c.contains("0.0.0.0"));
+    }
+
+    #[test]
+    fn extra_listeners() {
+        let certs = ServerCerts {
+            ca_file: "/t/ca.crt".into(),
+            cert_file: "/t/server.crt".into(),
+            key_file: "/t/server.key".into(),
+            ca: rustls::pki_types::CertificateDer::from(vec![1u8]),
+        };
+        let extra = Extra { tls: Some((8883, &certs)), ws: Some(8083) };
+        let c = corvid_config(16, CorvidStorage::Memory, 1883, extra);
+        assert!(
+            c.contains("type = \"tls\"\nbind = \"127.0.0.1:8883\"\ncert = \"/t/server.crt\"\nkey = \"/t/server.key\""),
+            "{c}"
+        );
+        assert!(c.contains("type = \"ws\"\nbind = \"127.0.0.1:8083\"\npath = \"/mqtt\""), "{c}");
+        assert!(c.find("[[listener]]") < c.find("[limits]"), "{c}");
+        let m = mosquitto_config(1883, 16, None, extra);
+        assert!(m.contains("listener 8883 127.0.0.1\ncertfile /t/server.crt\nkeyfile /t/server.key"), "{m}");
+        assert!(m.contains("listener 8083 127.0.0.1\nprotocol websockets"), "{m}");
+        let r = rumqttd_config(1883, 16, ProtocolVersion::V3_1_1, extra);
+        assert!(r.contains("[v4.2]\nname = \"v4-2\"\nlisten = \"127.0.0.1:8883\""), "{r}");
+        assert!(r.contains("[v4.2.tls]\ncertpath = \"/t/server.crt\"\nkeypath = \"/t/server.key\""), "{r}");
+        assert!(r.contains("[ws.1]\nname = \"ws-1\"\nlisten = \"127.0.0.1:8083\""), "{r}");
+        assert!(!rumqttd_config(1883, 16, ProtocolVersion::V5, extra).contains("[ws.1]"));
+        let ports = free_ports(3).unwrap();
+        assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2]);
     }
 
     #[test]
     fn storage_settings() {
-        assert!(corvid_config(16, CorvidStorage::Memory).contains("engine = \"memory\""));
-        let c = corvid_config(16, CorvidStorage::Batched);
+        let plain = |s| corvid_config(16, s, 1883, Extra::default());
+        assert!(plain(CorvidStorage::Memory).contains("engine = \"memory\""));
+        let c = plain(CorvidStorage::Batched);
         assert!(c.contains("engine = \"redb\"") && c.contains("sync = \"batched\""), "{c}");
-        assert!(corvid_config(16, CorvidStorage::Always).contains("sync = \"always\""));
-        assert!(mosquitto_config(1883, 16, None).contains("persistence false"));
-        let m = mosquitto_config(1883, 16, Some(Path::new("/tmp/x/data")));
+        assert!(plain(CorvidStorage::Always).contains("sync = \"always\""));
+        assert!(mosquitto_config(1883, 16, None, Extra::default()).contains("persistence false"));
+        let m = mosquitto_config(1883, 16, Some(Path::new("/tmp/x/data")), Extra::default());
         assert!(m.contains("persistence true\npersistence_location /tmp/x/data/\nautosave_interval 1"), "{m}");
         let config = LaunchConfig {
             inflight: 16,
@@ -384,6 +532,8 @@ mod tests {
             relay_threads: 1,
             corvid_storage: CorvidStorage::Never,
             mosquitto_persistence: true,
+            tls: false,
+            ws: false,
         };
         assert_eq!(config.label(BrokerKind::Corvid), "corvid-redb-never");
         assert_eq!(config.label(BrokerKind::Mosquitto), "mosquitto-persist");

@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use corvid_bench::compare::{print_table, run_matrix};
 use corvid_bench::launch::{Binaries, BrokerKind};
-use corvid_bench::scenarios::{Case, Scenario, Settings, Target, TargetKind, run_case};
+use corvid_bench::scenarios::{Case, Scenario, Settings, Target, TargetKind, TlsEndpoint, WsEndpoint, run_case};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +62,21 @@ struct RunArgs {
     /// What the target is (the relay has no retained messages or sessions).
     #[arg(long, value_enum, default_value = "broker")]
     kind: TargetKind,
+    /// The broker's TLS listener (loopback only), for tls-handshake; ignored with `--launch`.
+    #[arg(long)]
+    tls_addr: Option<SocketAddr>,
+    /// PEM file of the CA certificates to trust on `--tls-addr`.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// The name the server certificate of `--tls-addr` is checked against.
+    #[arg(long, default_value = "localhost")]
+    tls_server_name: String,
+    /// The broker's WebSocket listener (loopback only), for ws-throughput; ignored with `--launch`.
+    #[arg(long)]
+    ws_addr: Option<SocketAddr>,
+    /// The HTTP path of `--ws-addr`.
+    #[arg(long, default_value = "/mqtt")]
+    ws_path: String,
     /// Launch this server (a fresh one per case) instead of using `--addr`.
     #[arg(long, value_enum)]
     launch: Option<BrokerKind>,
@@ -125,10 +140,22 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(summary(matrix.results.iter()));
     }
-    if !args.addr.ip().is_loopback() {
-        bail!("{} is not a loopback address: corvid-bench only loads this machine", args.addr);
+    for addr in [Some(args.addr), args.tls_addr, args.ws_addr].into_iter().flatten() {
+        if !addr.ip().is_loopback() {
+            bail!("{addr} is not a loopback address: corvid-bench only loads this machine");
+        }
     }
-    let target = Target { name: format!("{}", args.addr), addr: args.addr, pid: args.broker_pid, kind: args.kind };
+    let mut target = Target::tcp(format!("{}", args.addr), args.addr, args.broker_pid, args.kind);
+    if let Some(addr) = args.tls_addr {
+        let Some(ca) = &args.tls_ca else {
+            bail!("--tls-addr needs --tls-ca (the PEM file of the CA to trust)");
+        };
+        let roots = corvid_bench::certs::read_pem_certs(ca)?;
+        target.tls = Ok(TlsEndpoint { addr, roots, server_name: args.tls_server_name.clone() });
+    }
+    if let Some(addr) = args.ws_addr {
+        target.ws = Ok(WsEndpoint { addr, path: args.ws_path.clone() });
+    }
     let mut results = Vec::new();
     for case in &cases {
         let result = run_case(&target, &args.settings, case).await;
@@ -161,6 +188,8 @@ async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    // Before any server is launched: they inherit the limit (idle-100k needs one descriptor per connection).
+    corvid_bench::limits::raise_nofile();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.threads.max(1))
         .enable_all()
@@ -188,7 +217,7 @@ async fn command(command: Command) -> anyhow::Result<ExitCode> {
         Command::List => {
             for s in Scenario::ALL {
                 let about = s.to_possible_value().and_then(|v| v.get_help().map(|h| h.to_string()));
-                println!("{:<14} {}", s.name(), about.unwrap_or_default());
+                println!("{:<15} {}", s.name(), about.unwrap_or_default());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -12,6 +12,10 @@ pub enum Unit {
     Nanos,
     /// Microseconds of CPU per message (lower is better).
     CpuMicros,
+    /// Milliseconds of CPU, e.g. per 1000 handshakes (lower is better).
+    CpuMillis,
+    /// A percentage, e.g. WebSocket throughput as a share of TCP's (higher is better).
+    Percent,
     /// Bytes (lower is better).
     Bytes,
     /// Seconds (lower is better).
@@ -23,7 +27,7 @@ pub enum Unit {
 impl Unit {
     /// Whether a larger value is better.
     pub fn higher_is_better(self) -> bool {
-        self == Self::PerSecond
+        matches!(self, Self::PerSecond | Self::Percent)
     }
 
     /// `value` in a short human form: `412.3k/s`, `85.2 us`, `8.1 MiB`.
@@ -38,6 +42,8 @@ impl Unit {
                 }
             }
             Self::CpuMicros => format!("{value:.2} us"),
+            Self::CpuMillis => format!("{value:.1} ms"),
+            Self::Percent => format!("{value:.0}%"),
             Self::Bytes => {
                 if value >= 1024.0 * 1024.0 {
                     format!("{:.1} MiB", value / (1024.0 * 1024.0))
@@ -102,6 +108,11 @@ impl Verdict {
     /// Whether this is a failure.
     pub fn is_fail(&self) -> bool {
         matches!(self, Self::Fail(_))
+    }
+
+    /// Whether the case was skipped.
+    pub fn is_skipped(&self) -> bool {
+        matches!(self, Self::Skipped(_))
     }
 }
 
@@ -205,6 +216,8 @@ mod tests {
         assert_eq!(Unit::Bytes.format(8.5 * 1024.0 * 1024.0), "8.5 MiB");
         assert_eq!(Unit::Bytes.format(3000.0), "2.9 KiB");
         assert_eq!(Unit::CpuMicros.format(1.234), "1.23 us");
+        assert_eq!(Unit::CpuMillis.format(512.34), "512.3 ms");
+        assert_eq!(Unit::Percent.format(85.4), "85%");
     }
 
     #[test]

@@ -28,8 +28,8 @@ use std::time::Duration;
 /// How the slow consumer reads: 1 KiB every 10 ms, about 100 KiB/s.
 const SLOW_READER: SlowReader = SlowReader { chunk: 1024, pause: Duration::from_millis(10) };
 
-/// The flow of one case.
-fn spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
+/// The flow of one case (`ws-throughput` has the shape of `pairs`).
+pub(super) fn spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
     let mut spec = FlowSpec {
         version: settings.version(),
         qos: case.qos,
@@ -43,6 +43,7 @@ fn spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
         drain_timeout: settings.drain_timeout(),
         coalesce: settings.coalesce(case.qos),
         client_prefix: run.to_owned(),
+        dial: None,
         publishers: Vec::new(),
         subscribers: Vec::new(),
     };
@@ -65,9 +66,9 @@ fn spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
                 .map(|_| SubSpec { filters: vec![topic(0)], expects: vec![0], slow: None, persistent: false })
                 .collect();
         }
-        Scenario::Pairs | Scenario::Qos | Scenario::Latency => {
+        Scenario::Pairs | Scenario::Qos | Scenario::Latency | Scenario::WsThroughput => {
             let n = match case.scenario {
-                Scenario::Pairs => settings.pick(settings.connections, 8, 3),
+                Scenario::Pairs | Scenario::WsThroughput => settings.pick(settings.connections, 8, 3),
                 _ => settings.pick(settings.connections, 4, 2),
             };
             let rate = (case.scenario == Scenario::Latency)
@@ -94,7 +95,12 @@ fn spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
                 })
                 .collect();
         }
-        Scenario::Idle | Scenario::Retained | Scenario::Wildcards | Scenario::Reconnect => {}
+        Scenario::Idle
+        | Scenario::Retained
+        | Scenario::Wildcards
+        | Scenario::Reconnect
+        | Scenario::TlsHandshake
+        | Scenario::Idle100k => {}
     }
     spec
 }
@@ -260,6 +266,7 @@ pub(super) async fn run_wildcards(
         drain_timeout: settings.drain_timeout(),
         coalesce: settings.coalesce(case.qos),
         client_prefix: run.to_owned(),
+        dial: None,
         publishers: pubs,
         subscribers: subs,
     };

@@ -12,21 +12,28 @@
 //! | `qos` | QoS 1 and 2 throughput for each in-flight window (cases `q1-if1`, `q2-if16`, …) |
 //! | `reconnect` | persistent session: subscriber leaves, N QoS 1 messages queue, it returns and drains them |
 //! | `slow-consumer` | one subscriber reads slowly; the others' latency and the broker's memory |
+//! | `tls-handshake` | N connectors open TLS connections (full handshakes) + CONNECT/CONNACK + DISCONNECT in a loop |
+//! | `ws-throughput` | `pairs` at QoS 0 over WebSocket, then over TCP against the same server; the ratio |
+//! | `idle-100k` | up to 100,000 bare idle connections from many source addresses; memory, accept rate |
 //!
-//! Every scenario is bounded in time and in message count, and verifies delivery (see [`crate::tracker`]).
+//! Every scenario is bounded in time and in message count, and verifies what it measures (delivery, see
+//! [`crate::tracker`]; CONNACKs, TLS versions, PINGREQ round trips).
 //!
-//! Planned, not implemented: `tls-handshake` (TLS handshake rate) and `ws-throughput` (MQTT over WebSocket). They
-//! will be further [`Scenario`] variants with a module here each, on a TLS / WebSocket
-//! [`crate::client::Transport`].
+//! `tls-handshake` needs the target's TLS listener ([`Target::tls`]) and `ws-throughput` its WebSocket listener
+//! ([`Target::ws`]); a target without one is skipped with the reason.
 
 mod flows;
 mod idle;
+mod idle_many;
 mod stored;
+mod tls;
+mod websocket;
 
 use crate::report::CaseResult;
 use clap::ValueEnum;
 use clap::builder::TypedValueParser as _;
 use corvid_protocol::{ProtocolVersion, QoS};
+use rustls::pki_types::CertificateDer;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -54,11 +61,18 @@ pub enum Scenario {
     Reconnect,
     /// One slow subscriber among fast ones.
     SlowConsumer,
+    /// TLS handshake rate: full handshakes + CONNECT/CONNACK per second.
+    TlsHandshake,
+    /// QoS 0 pairs over WebSocket, and the ratio to plain TCP.
+    WsThroughput,
+    /// Up to 100,000 idle connections: memory per connection, accept rate.
+    #[value(name = "idle-100k")]
+    Idle100k,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 13] = [
         Self::Fanin,
         Self::Fanout,
         Self::Pairs,
@@ -69,6 +83,9 @@ impl Scenario {
         Self::Qos,
         Self::Reconnect,
         Self::SlowConsumer,
+        Self::TlsHandshake,
+        Self::WsThroughput,
+        Self::Idle100k,
     ];
 
     /// The scenario's command-line name.
@@ -84,7 +101,20 @@ impl Scenario {
             Self::Qos => "qos",
             Self::Reconnect => "reconnect",
             Self::SlowConsumer => "slow-consumer",
+            Self::TlsHandshake => "tls-handshake",
+            Self::WsThroughput => "ws-throughput",
+            Self::Idle100k => "idle-100k",
         }
+    }
+
+    /// Whether the scenario needs the server's TLS listener.
+    pub fn needs_tls(self) -> bool {
+        self == Self::TlsHandshake
+    }
+
+    /// Whether the scenario needs the server's WebSocket listener.
+    pub fn needs_ws(self) -> bool {
+        self == Self::WsThroughput
     }
 }
 
@@ -118,6 +148,27 @@ impl Mqtt {
     }
 }
 
+/// The TLS version of the `tls-handshake` scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    #[value(name = "1.2")]
+    V12,
+    /// TLS 1.3.
+    #[value(name = "1.3")]
+    V13,
+}
+
+impl TlsVersion {
+    /// rustls's version.
+    pub fn rustls(self) -> &'static rustls::SupportedProtocolVersion {
+        match self {
+            Self::V12 => &rustls::version::TLS12,
+            Self::V13 => &rustls::version::TLS13,
+        }
+    }
+}
+
 /// Scenario settings; unset sizes take the preset of `--size`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
@@ -134,7 +185,8 @@ pub struct Settings {
     #[arg(long, default_value_t = crate::payload::DEFAULT_PAYLOAD, value_parser = clap::value_parser!(u64).range(20..=1_000_000).map(|v| v as usize))]
     pub payload: usize,
     /// Connections: publishers (fanin), subscribers (fanout, wildcards, retained, slow-consumer: fast ones), pairs
-    /// (pairs, latency, qos), idle connections (idle).
+    /// (pairs, latency, qos, ws-throughput), idle connections (idle, idle-100k), concurrent connectors
+    /// (tls-handshake).
     #[arg(long)]
     pub connections: Option<usize>,
     /// Length of the measured window in seconds.
@@ -182,9 +234,18 @@ pub struct Settings {
     /// broker with a durable store must store each QoS 1/2 message before delivering it.
     #[arg(long)]
     pub persistent: bool,
-    /// Seconds the idle scenario holds its connections.
+    /// Seconds the idle scenarios hold their connections.
     #[arg(long)]
     pub hold: Option<f64>,
+    /// TLS version of the tls-handshake scenario.
+    #[arg(long, value_enum, default_value = "1.3")]
+    pub tls_version: TlsVersion,
+    /// New connections per second at most (idle-100k).
+    #[arg(long, default_value_t = 20_000.0)]
+    pub connect_rate: f64,
+    /// Connections per source address of idle-100k (127.0.0.2, 127.0.0.3, ...; at most the ephemeral port range).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=28_000).map(|v| v as usize))]
+    pub per_source: usize,
 }
 
 impl Settings {
@@ -240,6 +301,8 @@ impl Settings {
             };
             let label = if scenario == Scenario::Fanin && self.persistent {
                 format!("{}/persistent", scenario.name())
+            } else if scenario == Scenario::TlsHandshake && self.tls_version == TlsVersion::V12 {
+                format!("{}/tls12", scenario.name())
             } else {
                 scenario.name().to_owned()
             };
@@ -280,17 +343,55 @@ pub enum TargetKind {
     Relay,
 }
 
+/// A TLS listener of a target.
+#[derive(Debug, Clone)]
+pub struct TlsEndpoint {
+    /// Where it listens (loopback only).
+    pub addr: SocketAddr,
+    /// The CA certificates to trust.
+    pub roots: Vec<CertificateDer<'static>>,
+    /// The name its certificate is checked against.
+    pub server_name: String,
+}
+
+/// A WebSocket listener of a target.
+#[derive(Debug, Clone)]
+pub struct WsEndpoint {
+    /// Where it listens (loopback only).
+    pub addr: SocketAddr,
+    /// The HTTP path of the upgrade, e.g. `/mqtt`.
+    pub path: String,
+}
+
 /// The server a case runs against.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// Its name in reports.
     pub name: String,
-    /// Where it listens (loopback only).
+    /// Where it listens for MQTT over TCP (loopback only).
     pub addr: SocketAddr,
     /// Its process, for CPU and memory measurement.
     pub pid: Option<u32>,
     /// Broker or relay.
     pub kind: TargetKind,
+    /// Its TLS listener, or why it has none.
+    pub tls: Result<TlsEndpoint, String>,
+    /// Its WebSocket listener, or why it has none.
+    pub ws: Result<WsEndpoint, String>,
+}
+
+impl Target {
+    /// A target with a TCP listener only.
+    pub fn tcp(name: impl Into<String>, addr: SocketAddr, pid: Option<u32>, kind: TargetKind) -> Self {
+        Self {
+            name: name.into(),
+            addr,
+            pid,
+            kind,
+            tls: Err("no TLS listener given (--tls-addr)".to_owned()),
+            ws: Err("no WebSocket listener given (--ws-addr)".to_owned()),
+        }
+    }
 }
 
 /// A topic and client-identifier prefix unique to one run, so runs never see each other's messages or sessions.
@@ -316,6 +417,14 @@ pub async fn run_case(target: &Target, settings: &Settings, case: &Case) -> Case
             return CaseResult::skipped(&case.label, &target.name, why.to_owned());
         }
     }
+    let missing = match (&target.tls, &target.ws) {
+        (Err(why), _) if case.scenario.needs_tls() => Some(why.clone()),
+        (_, Err(why)) if case.scenario.needs_ws() => Some(why.clone()),
+        _ => None,
+    };
+    if let Some(why) = missing {
+        return CaseResult::skipped(&case.label, &target.name, why);
+    }
     let run = run_id();
     let result = match case.scenario {
         Scenario::Fanin
@@ -328,6 +437,9 @@ pub async fn run_case(target: &Target, settings: &Settings, case: &Case) -> Case
         Scenario::Idle => idle::run(target, settings, case, &run).await,
         Scenario::Retained => stored::run_retained(target, settings, case, &run).await,
         Scenario::Reconnect => stored::run_reconnect(target, settings, case, &run).await,
+        Scenario::TlsHandshake => tls::run(target, settings, case, &run).await,
+        Scenario::WsThroughput => websocket::run(target, settings, case, &run).await,
+        Scenario::Idle100k => idle_many::run(target, settings, case, &run).await,
     };
     result.unwrap_or_else(|e| {
         let mut r = CaseResult::new(&case.label, &target.name);
