@@ -2,7 +2,10 @@
 //!
 //! [`decode`] takes whatever bytes have arrived: a partial packet (it answers `Ok(None)` and waits), one packet, or
 //! many (call it again). The packet size is checked against the limit from the fixed header alone, before the body
-//! is buffered. Strings, topics and payloads come out as slices of the read buffer.
+//! is buffered. PUBLISH topics, properties and payloads come out as slices of the read buffer, with no copy. CONNECT,
+//! SUBSCRIBE and UNSUBSCRIBE are decoded from a copy of exactly their size: a server keeps their strings (client
+//! identifier, user name, will, topic filters) as long as the session lives, and a slice would keep the whole read
+//! buffer alive with them.
 
 use crate::error::DecodeError;
 use crate::packet::{
