@@ -28,9 +28,9 @@ use std::time::Duration;
 /// How the slow consumer reads: 1 KiB every 10 ms, about 100 KiB/s.
 const SLOW_READER: SlowReader = SlowReader { chunk: 1024, pause: Duration::from_millis(10) };
 
-/// The flow of one case (`ws-throughput` has the shape of `pairs`).
-pub(super) fn spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
-    let mut spec = FlowSpec {
+/// A flow with the case's settings and no clients yet.
+fn base_spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
+    FlowSpec {
         version: settings.version(),
         qos: case.qos,
         inflight: case.inflight,
@@ -46,7 +46,12 @@ pub(super) fn spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
         dial: None,
         publishers: Vec::new(),
         subscribers: Vec::new(),
-    };
+    }
+}
+
+/// The flow of one case (`ws-throughput` has the shape of `pairs`).
+pub(super) fn spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
+    let mut spec = base_spec(settings, case, run);
     let topic = |i: usize| format!("{run}/{}/{i}", case.scenario.name());
     match case.scenario {
         Scenario::Fanin => {
@@ -253,23 +258,7 @@ pub(super) async fn run_wildcards(
             PubSpec { topics: t, rate: None }
         })
         .collect();
-    let spec = FlowSpec {
-        version: settings.version(),
-        qos: case.qos,
-        inflight: case.inflight,
-        window: settings.window(),
-        batch: settings.batch,
-        payload: settings.payload,
-        warmup: settings.warmup(),
-        duration: settings.duration(),
-        max_messages: settings.max_messages,
-        drain_timeout: settings.drain_timeout(),
-        coalesce: settings.coalesce(case.qos),
-        client_prefix: run.to_owned(),
-        dial: None,
-        publishers: pubs,
-        subscribers: subs,
-    };
+    let spec = FlowSpec { publishers: pubs, subscribers: subs, ..base_spec(settings, case, run) };
     let outcome = run_flow(target, spec).await?;
     let mut result = outcome.into_result(&case.label, &target.name, case.qos);
     result.push("filters", filters as f64, Unit::Count);
