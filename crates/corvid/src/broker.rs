@@ -7,7 +7,8 @@ use crate::message::{Delivery, Message};
 use crate::options::ServerOptions;
 use crate::registry::Registry;
 use crate::retained::Retained;
-use crate::session::{Enqueued, PendingWill, SessionShared, SessionState};
+use crate::route::{BATCH, RouteCache, Target};
+use crate::session::{PendingWill, SessionShared, SessionState};
 use crate::stats::{Stats, add};
 use crate::store::persistent::{SessionOp, StoredMessage, StoredMessageState};
 use crate::store::writer::{Durable, Ticket};
@@ -42,8 +43,8 @@ pub(crate) struct Broker {
     next_id: AtomicU64,
 }
 
-/// Reused routing buffers: the matches of a topic, and the deliveries made of them.
-type RouteBuffers = (Vec<Match>, Vec<(Arc<SessionShared>, Delivery)>);
+/// Reused routing buffers: the matches of a topic, and the targets made of them.
+type RouteBuffers = (Vec<Match>, Vec<Target>);
 
 thread_local! {
     /// Reused buffers, so routing a message allocates nothing here.
@@ -164,6 +165,79 @@ impl Broker {
     /// each durable session, the retained change, `extra_ops`) are handed to the writer before any subscriber can
     /// see the message, so an acknowledgement can never overtake the message in the store.
     pub(crate) fn publish_with(&self, message: Message, origin: Option<u64>, extra_ops: Vec<SessionOp>) -> Published {
+        let (message, ops) = self.received(message, extra_ops);
+        let published = ROUTE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buffers) => {
+                let (matches, targets) = &mut *buffers;
+                self.resolve(&message.topic, origin, matches, targets);
+                let published = self.route_to(&message, targets, ops);
+                targets.clear();
+                published
+            }
+            // Re-entered on this thread: use fresh buffers.
+            Err(_) => {
+                let mut targets = Vec::new();
+                self.resolve(&message.topic, origin, &mut Vec::new(), &mut targets);
+                self.route_to(&message, &targets, ops)
+            }
+        });
+        self.flush_routes();
+        self.not_consumed(&message, &published);
+        published
+    }
+
+    /// [`Self::publish_with`] for a connection's direct path: the targets come from the connection's `cache` when
+    /// they can, and the deliveries wait in this thread's batch until the connection calls [`Self::flush_routes`]
+    /// (before it awaits anything).
+    pub(crate) fn publish_batched(
+        &self,
+        message: Message,
+        origin: u64,
+        extra_ops: Vec<SessionOp>,
+        cache: &mut Option<Box<RouteCache>>,
+    ) -> Published {
+        let (message, ops) = self.received(message, extra_ops);
+        // Read before resolving: targets resolved after a change are at worst labelled with the older generation,
+        // and resolved again at the next message.
+        let generation = self.subscriptions.generation();
+        let cache = cache.get_or_insert_with(|| Box::new(RouteCache::new(generation)));
+        let published = match cache.find(&message.topic, generation) {
+            Some(index) => self.route_to(&message, cache.targets(index), ops),
+            None if cache.should_admit(&message.topic) => {
+                let mut targets = Vec::new();
+                let cacheable = ROUTE.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut buffers) => self.resolve(&message.topic, Some(origin), &mut buffers.0, &mut targets),
+                    Err(_) => self.resolve(&message.topic, Some(origin), &mut Vec::new(), &mut targets),
+                });
+                if cacheable {
+                    let index = cache.admit(&message.topic, targets);
+                    self.route_to(&message, cache.targets(index), ops)
+                } else {
+                    self.route_to(&message, &targets, ops)
+                }
+            }
+            None => ROUTE.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut buffers) => {
+                    let (matches, targets) = &mut *buffers;
+                    self.resolve(&message.topic, Some(origin), matches, targets);
+                    let published = self.route_to(&message, targets, ops);
+                    targets.clear();
+                    published
+                }
+                Err(_) => {
+                    let mut targets = Vec::new();
+                    self.resolve(&message.topic, Some(origin), &mut Vec::new(), &mut targets);
+                    self.route_to(&message, &targets, ops)
+                }
+            }),
+        };
+        self.not_consumed(&message, &published);
+        published
+    }
+
+    /// What every published message goes through first: the event, and the retained messages (with the store
+    /// operation for them).
+    fn received(&self, message: Message, extra_ops: Vec<SessionOp>) -> (Arc<Message>, Vec<SessionOp>) {
         let message = Arc::new(message);
         self.emit(|| Event::MessageReceived { client_id: message.publisher.clone(), message: message.clone() });
         let mut ops = extra_ops;
@@ -174,51 +248,61 @@ impl Broker {
                 ops.push(retained_op(&message));
             }
         }
-        let published = ROUTE.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buffers) => {
-                let (matches, targets) = &mut *buffers;
-                let published = self.route(&message, origin, matches, targets, ops);
-                matches.clear();
-                targets.clear();
-                published
-            }
-            // Re-entered on this thread: use fresh buffers.
-            Err(_) => self.route(&message, origin, &mut Vec::new(), &mut Vec::new(), ops),
-        });
+        (message, ops)
+    }
+
+    fn not_consumed(&self, message: &Arc<Message>, published: &Published) {
         if published.delivered == 0 {
             self.emit(|| Event::MessageNotConsumed { client_id: message.publisher.clone(), message: message.clone() });
         }
-        published
     }
 
-    fn route(
-        &self,
-        message: &Arc<Message>,
-        origin: Option<u64>,
-        matches: &mut Vec<Match>,
-        targets: &mut Vec<(Arc<SessionShared>, Delivery)>,
-        mut ops: Vec<SessionOp>,
-    ) -> Published {
-        self.subscriptions.matches(&message.topic, matches);
+    /// Resolves `topic` to its target sessions, appended to `out`: one per session, merging that session's
+    /// overlapping subscriptions (highest QoS, every identifier), and one per shared group. `origin` is the
+    /// publishing session, for No Local. Returns whether the result may be cached (no shared group matched).
+    fn resolve(&self, topic: &str, origin: Option<u64>, matches: &mut Vec<Match>, out: &mut Vec<Target>) -> bool {
+        self.subscriptions.matches(topic, matches);
         if let Some(origin) = origin {
             matches.retain(|m| !(m.options.no_local && m.session.id == origin));
         }
         if matches.len() > 1 {
             matches.sort_unstable_by_key(|m| (m.shared, m.session.id));
         }
-        let mut i = 0;
-        while i < matches.len() {
-            let first = &matches[i];
-            let mut end = i + 1;
-            if !first.shared {
-                while end < matches.len() && !matches[end].shared && matches[end].session.id == first.session.id {
-                    end += 1;
-                }
+        let start = out.len();
+        let mut cacheable = true;
+        // Whether the last target is an ordinary subscription that a following match of its session merges into.
+        let mut mergeable = false;
+        for m in matches.drain(..) {
+            cacheable &= !m.shared;
+            if mergeable
+                && !m.shared
+                && let Some(last) = out[start..].last_mut()
+                && last.session.id == m.session.id
+            {
+                last.granted = last.granted.max(m.options.qos);
+                last.retain_as_published |= m.options.retain_as_published;
+                last.subscription_ids.extend(m.subscription_id);
+                continue;
             }
-            let group = &matches[i..end];
-            let granted = group.iter().map(|m| m.options.qos).max().unwrap_or(QoS::AtMostOnce);
-            let qos = message.qos.min(granted);
-            let session = &first.session;
+            mergeable = !m.shared;
+            out.push(Target {
+                granted: m.options.qos,
+                retain_as_published: m.options.retain_as_published,
+                subscription_ids: m.subscription_id.into_iter().collect(),
+                session: m.session,
+            });
+        }
+        cacheable
+    }
+
+    /// Makes the deliveries of `message` to `targets`, hands the store its operations, and adds the deliveries to
+    /// this thread's batch (flushed by the caller).
+    fn route_to(&self, message: &Arc<Message>, targets: &[Target], mut ops: Vec<SessionOp>) -> Published {
+        let mut delivered = 0;
+        let mut full = false;
+        for target in targets {
+            let qos = message.qos.min(target.granted);
+            let session = &target.session;
             // An offline persistent session keeps QoS 1 and 2 messages only.
             let wanted = qos != QoS::AtMostOnce || session.is_online();
             let allowed = || match &self.options.hooks.delivery_filter {
@@ -227,30 +311,51 @@ impl Broker {
                 }
                 None => true,
             };
-            if wanted && allowed() {
-                let retain = message.retain && group.iter().any(|m| m.options.retain_as_published);
-                let subscription_ids = group.iter().filter_map(|m| m.subscription_id).collect();
-                let mut delivery = Delivery { message: message.clone(), qos, retain, subscription_ids, seq: None };
-                if qos != QoS::AtMostOnce && session.is_durable() && self.durable.is_some() {
-                    let seq = session.next_seq();
-                    delivery.seq = Some(seq);
-                    ops.push(SessionOp::PutMessage {
-                        client_id: session.client_id.clone(),
-                        message: stored(&delivery, seq),
-                    });
-                }
-                targets.push((session.clone(), delivery));
+            if !(wanted && allowed()) {
+                continue;
             }
-            i = end;
+            let retain = message.retain && target.retain_as_published;
+            let subscription_ids = target.subscription_ids.clone();
+            let mut delivery = Delivery { message: message.clone(), qos, retain, subscription_ids, seq: None };
+            if qos != QoS::AtMostOnce && session.is_durable() && self.durable.is_some() {
+                let seq = session.next_seq();
+                delivery.seq = Some(seq);
+                ops.push(SessionOp::PutMessage {
+                    client_id: session.client_id.clone(),
+                    message: stored(&delivery, seq),
+                });
+            }
+            delivered += 1;
+            // The store must have the operations before a subscriber can see the message: queued after `submit`.
+            full |= BATCH.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut batch) => batch.push(session, delivery),
+                Err(_) => {
+                    self.queue(session, &mut vec![delivery]);
+                    false
+                }
+            });
         }
         let ticket = self.durable.as_ref().and_then(|d| d.submit(ops, true));
-        let delivered = targets.len();
+        if full {
+            self.flush_routes();
+        }
+        Published { delivered, ticket }
+    }
+
+    /// Queues every delivery of this thread's batch, each session's under one lock and with one wake-up.
+    pub(crate) fn flush_routes(&self) {
+        BATCH.with(|cell| {
+            let Ok(mut batch) = cell.try_borrow_mut() else { return };
+            if !batch.is_empty() {
+                batch.drain(|session, run| self.queue(session, run));
+            }
+        });
+    }
+
+    /// Queues `deliveries` for `session`, accounting for those its overflow policy drops.
+    fn queue(&self, session: &Arc<SessionShared>, deliveries: &mut Vec<Delivery>) {
         let mut deletes = Vec::new();
-        for (session, delivery) in targets.drain(..) {
-            let dropped = match session.enqueue(delivery) {
-                Enqueued::Queued => continue,
-                Enqueued::DroppedOldest(d) | Enqueued::DroppedNew(d) => d,
-            };
+        session.enqueue_all(deliveries, |dropped| {
             add(&self.stats.publish_dropped, 1);
             if let Some(seq) = dropped.seq {
                 deletes.push(SessionOp::DeleteMessage { client_id: session.client_id.clone(), seq });
@@ -260,9 +365,10 @@ impl Broker {
                 message: dropped.message.clone(),
                 reason: DropReason::QueueFull,
             });
+        });
+        if !deletes.is_empty() {
+            self.store_ops(deletes);
         }
-        self.store_ops(deletes);
-        Published { delivered, ticket }
     }
 
     /// Hands operations to the durable store without waiting (nothing happens without a store).

@@ -40,6 +40,7 @@ mod message;
 pub mod options;
 mod registry;
 mod retained;
+mod route;
 mod server;
 mod session;
 mod stats;

@@ -92,6 +92,27 @@ struct Outbox {
     policy: OverflowPolicy,
 }
 
+impl Outbox {
+    /// Queues a delivery within the bound, applying the overflow policy.
+    fn offer(&mut self, delivery: Delivery) -> Enqueued {
+        if self.queue.len() < self.limit {
+            self.queue.push_back(delivery);
+            return Enqueued::Queued;
+        }
+        match self.policy {
+            OverflowPolicy::DropNewest => Enqueued::DroppedNew(delivery),
+            OverflowPolicy::DropOldest => {
+                let oldest = self.queue.pop_front();
+                self.queue.push_back(delivery);
+                match oldest {
+                    Some(oldest) => Enqueued::DroppedOldest(oldest),
+                    None => Enqueued::Queued,
+                }
+            }
+        }
+    }
+}
+
 /// What happened to a delivery offered to a session's queue.
 #[derive(Debug)]
 pub(crate) enum Enqueued {
@@ -173,23 +194,7 @@ impl SessionShared {
         let (result, was_empty) = {
             let mut outbox = self.outbox.lock();
             let was_empty = outbox.queue.is_empty();
-            let result = if outbox.queue.len() < outbox.limit {
-                outbox.queue.push_back(delivery);
-                Enqueued::Queued
-            } else {
-                match outbox.policy {
-                    OverflowPolicy::DropNewest => Enqueued::DroppedNew(delivery),
-                    OverflowPolicy::DropOldest => {
-                        let oldest = outbox.queue.pop_front();
-                        outbox.queue.push_back(delivery);
-                        match oldest {
-                            Some(oldest) => Enqueued::DroppedOldest(oldest),
-                            None => Enqueued::Queued,
-                        }
-                    }
-                }
-            };
-            (result, was_empty)
+            (outbox.offer(delivery), was_empty)
         };
         if !matches!(result, Enqueued::Queued) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -198,6 +203,30 @@ impl SessionShared {
             self.notify.notify_one();
         }
         result
+    }
+
+    /// Offers `deliveries` (emptied) in order as [`Self::enqueue`] does, under one lock and with at most one
+    /// wake-up; `on_drop` sees each delivery the overflow policy drops, after the lock is released.
+    pub(crate) fn enqueue_all(&self, deliveries: &mut Vec<Delivery>, mut on_drop: impl FnMut(Delivery)) {
+        let mut dropped = Vec::new();
+        let was_empty = {
+            let mut outbox = self.outbox.lock();
+            let was_empty = outbox.queue.is_empty();
+            let room = outbox.limit.saturating_sub(outbox.queue.len());
+            outbox.queue.reserve(deliveries.len().min(room));
+            for delivery in deliveries.drain(..) {
+                match outbox.offer(delivery) {
+                    Enqueued::Queued => {}
+                    Enqueued::DroppedOldest(d) | Enqueued::DroppedNew(d) => dropped.push(d),
+                }
+            }
+            was_empty
+        };
+        if was_empty {
+            self.notify.notify_one();
+        }
+        self.dropped.fetch_add(dropped.len() as u64, Ordering::Relaxed);
+        dropped.into_iter().for_each(&mut on_drop);
     }
 
     /// Queues a delivery whatever the bound (retained messages at subscribe, which the retained store bounds).

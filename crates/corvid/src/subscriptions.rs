@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 /// Topic levels are keyed with foldhash: seeded per process, much faster than SipHash on short keys.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// A subscriber as the index holds it.
 #[derive(Clone)]
@@ -52,6 +52,9 @@ impl Node {
 pub(crate) struct Subscriptions {
     root: RwLock<Node>,
     count: AtomicUsize,
+    /// Changes with every subscribe and unsubscribe: what was matched under one generation still holds while it is
+    /// current (publishers cache their targets against it).
+    generation: AtomicU64,
 }
 
 impl Subscriptions {
@@ -67,6 +70,7 @@ impl Subscriptions {
             Some(g) => &mut node.groups.entry(g.into()).or_default().members,
             None => &mut node.subscribers,
         };
+        self.generation.fetch_add(1, Ordering::Release);
         let id = subscriber.session.id;
         if let Some(existing) = list.iter_mut().find(|s| s.session.id == id) {
             *existing = subscriber;
@@ -86,8 +90,14 @@ impl Subscriptions {
         let removed = remove(&mut root, &levels, group, session_id);
         if removed {
             self.count.fetch_sub(1, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
         }
         removed
+    }
+
+    /// The current generation (see the field).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// How many subscriptions the index holds.

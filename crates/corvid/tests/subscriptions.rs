@@ -257,3 +257,64 @@ async fn shared_subscription_prefers_connected_members() {
     assert!(present);
     away.expect_silence().await;
 }
+
+/// A publisher keeps the targets of the topics it publishes to; every subscribe and unsubscribe in between must
+/// still take effect at its next message, for a topic it publishes to again and again and for one of many.
+#[tokio::test]
+async fn subscription_changes_reach_a_publisher_that_keeps_publishing() {
+    let t = TestServer::default().await;
+    let mut publisher = Raw::v311(t.addr, "pub").await;
+    // Warm the publisher's targets: nobody listens yet; then more topics than it keeps.
+    for round in 0..3 {
+        publisher.publish("cache/a", b"before", QoS::AtLeastOnce).await;
+        for n in 0..10 {
+            publisher.publish(&format!("cache/many/{n}"), format!("{round}").as_bytes(), QoS::AtLeastOnce).await;
+        }
+    }
+    let mut sub = Raw::v311(t.addr, "sub").await;
+    sub.subscribe("cache/a", QoS::AtLeastOnce).await;
+    sub.subscribe("cache/many/7", QoS::AtLeastOnce).await;
+    publisher.publish("cache/a", b"1", QoS::AtLeastOnce).await;
+    publisher.publish("cache/many/7", b"2", QoS::AtLeastOnce).await;
+    for expected in ["1", "2"] {
+        let p = sub.recv_publish().await;
+        sub.ack(&p).await;
+        assert_eq!(&p.payload[..], expected.as_bytes());
+    }
+    // A second subscriber on a wildcard joins the same cached topic: both get the next one.
+    let mut wild = Raw::v311(t.addr, "wild").await;
+    wild.subscribe("cache/+", QoS::AtLeastOnce).await;
+    publisher.publish("cache/a", b"3", QoS::AtLeastOnce).await;
+    for c in [&mut sub, &mut wild] {
+        let p = c.recv_publish().await;
+        c.ack(&p).await;
+        assert_eq!(&p.payload[..], b"3");
+    }
+    // After unsubscribing, nothing more for `sub`; `wild` still gets them, in order.
+    sub.unsubscribe(&["cache/a", "cache/many/7"]).await;
+    publisher.publish("cache/a", b"4", QoS::AtLeastOnce).await;
+    publisher.publish("cache/many/7", b"5", QoS::AtLeastOnce).await;
+    publisher.publish("cache/a", b"6", QoS::AtLeastOnce).await;
+    for expected in ["4", "6"] {
+        let p = wild.recv_publish().await;
+        wild.ack(&p).await;
+        assert_eq!(&p.payload[..], expected.as_bytes());
+    }
+    sub.expect_silence().await;
+    // A shared group is resolved per message: both members share what follows.
+    let mut m1 = Raw::v5(t.addr, "m1").await;
+    m1.subscribe("$share/g/cache/s", QoS::AtMostOnce).await;
+    let mut m2 = Raw::v5(t.addr, "m2").await;
+    m2.subscribe("$share/g/cache/s", QoS::AtMostOnce).await;
+    for _ in 0..10 {
+        publisher.publish("cache/s", b"s", QoS::AtMostOnce).await;
+    }
+    let mut counts = [0; 2];
+    for (i, c) in [&mut m1, &mut m2].into_iter().enumerate() {
+        while c.try_recv(common::QUIET).await.is_some() {
+            counts[i] += 1;
+        }
+    }
+    assert_eq!(counts[0] + counts[1], 10, "{counts:?}");
+    assert!(counts[0] > 0 && counts[1] > 0, "one member got everything: {counts:?}");
+}

@@ -207,8 +207,9 @@ pub struct Settings {
     /// QoS levels the `qos` scenario measures.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub qos_levels: Vec<u8>,
-    /// End-to-end window: how many messages a publisher may be ahead of its subscribers (0 for none).
-    #[arg(long, default_value_t = 250)]
+    /// End-to-end window: how many messages a publisher may be ahead of its subscribers (0 for none). Large enough
+    /// that the null relay is not held back by it.
+    #[arg(long, default_value_t = 2000)]
     pub window: u64,
     /// Messages per write.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536).map(|v| v as usize))]

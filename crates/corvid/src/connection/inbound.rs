@@ -130,7 +130,8 @@ where
     /// Handles a PUBLISH when [`Self::publish_is_direct`].
     pub(super) fn on_publish_direct(&mut self, publish: Publish) -> Result<(), CloseReason> {
         if let Some((message, ack, extra)) = self.accept_publish(publish)? {
-            let ticket = self.broker.publish_with(message, Some(self.state.shared.id), extra).ticket;
+            let origin = self.state.shared.id;
+            let ticket = self.broker.publish_batched(message, origin, extra, &mut self.route_cache).ticket;
             self.finish_publish(ack, ReasonCode::Success, ticket);
         }
         Ok(())

@@ -12,6 +12,7 @@ mod outbound;
 use crate::broker::Broker;
 use crate::events::{DisconnectKind, Event};
 use crate::registry::{ConnControl, Released};
+use crate::route::RouteCache;
 use crate::session::{PendingWill, SessionState};
 use crate::stats::add;
 use crate::store::writer::Ticket;
@@ -106,6 +107,8 @@ pub(crate) struct Connection<S> {
     client_topic_alias_max: u16,
     /// Topic aliases both ways; boxed and made on first use, since most clients use none.
     aliases: Option<Box<TopicAliases>>,
+    /// Where the topics this client publishes to go; made on its first PUBLISH.
+    route_cache: Option<Box<RouteCache>>,
     problem_information: bool,
     batch: Vec<crate::message::Delivery>,
     /// Responses waiting, in order, for the store to make the messages they acknowledge durable.
@@ -288,7 +291,16 @@ where
 
     /// Decodes and handles whole packets until the buffer has none left (`None`) or one needs the async hooks
     /// (PUBLISH with hooks or a durable store, SUBSCRIBE, UNSUBSCRIBE), which it returns.
+    ///
+    /// Messages published on the direct path are queued for their subscribers before it returns, whatever the
+    /// outcome: in one batch per call (see [`crate::route`]), and ahead of the returned packet's.
     fn handle_packets(&mut self) -> Result<Option<Packet>, CloseReason> {
+        let result = self.handle_packets_batched();
+        self.broker.flush_routes();
+        result
+    }
+
+    fn handle_packets_batched(&mut self) -> Result<Option<Packet>, CloseReason> {
         loop {
             let max = self.broker.options.limits.max_packet_size;
             match corvid_protocol::decode(&mut self.rbuf, self.version, max) {
