@@ -234,8 +234,13 @@ pub async fn run_flow(target: &Target, spec: FlowSpec) -> anyhow::Result<FlowOut
     let pub_stop = CancellationToken::new();
     let _pub_guard = pub_stop.clone().drop_guard();
     let mut pubs = Vec::new();
+    let count = spec.publishers.len();
     let publishers = pub_clients.into_iter().zip(&spec.publishers).zip(templates);
     for (i, ((client, p), templates)) in publishers.enumerate() {
+        // Fixed-rate publishers are spread over one period, as independent clients would be: started together,
+        // 1,000 publishers at 20 msgs/s each would send in bursts of 1,000 every 50 ms, and the latency measured
+        // would be the burst's.
+        let phase = p.rate.map_or(Duration::ZERO, |rate| Duration::from_secs_f64(i as f64 / (count as f64 * rate)));
         let plan = PublisherPlan {
             index: i as u32,
             templates,
@@ -246,7 +251,7 @@ pub async fn run_flow(target: &Target, spec: FlowSpec) -> anyhow::Result<FlowOut
             fan: fan[i],
             batch: spec.batch,
             rate: p.rate,
-            start,
+            start: start + phase,
             deadline: window_end,
             max_messages: spec.max_messages,
             ack_timeout: spec.drain_timeout,
