@@ -166,21 +166,7 @@ impl Broker {
     /// see the message, so an acknowledgement can never overtake the message in the store.
     pub(crate) fn publish_with(&self, message: Message, origin: Option<u64>, extra_ops: Vec<SessionOp>) -> Published {
         let (message, ops) = self.received(message, extra_ops);
-        let published = ROUTE.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buffers) => {
-                let (matches, targets) = &mut *buffers;
-                self.resolve(&message.topic, origin, matches, targets);
-                let published = self.route_to(&message, targets, ops);
-                targets.clear();
-                published
-            }
-            // Re-entered on this thread: use fresh buffers.
-            Err(_) => {
-                let mut targets = Vec::new();
-                self.resolve(&message.topic, origin, &mut Vec::new(), &mut targets);
-                self.route_to(&message, &targets, ops)
-            }
-        });
+        let published = self.route(&message, origin, ops);
         self.flush_routes();
         self.not_consumed(&message, &published);
         published
@@ -216,23 +202,29 @@ impl Broker {
                     self.route_to(&message, &targets, ops)
                 }
             }
-            None => ROUTE.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut buffers) => {
-                    let (matches, targets) = &mut *buffers;
-                    self.resolve(&message.topic, Some(origin), matches, targets);
-                    let published = self.route_to(&message, targets, ops);
-                    targets.clear();
-                    published
-                }
-                Err(_) => {
-                    let mut targets = Vec::new();
-                    self.resolve(&message.topic, Some(origin), &mut Vec::new(), &mut targets);
-                    self.route_to(&message, &targets, ops)
-                }
-            }),
+            None => self.route(&message, Some(origin), ops),
         };
         self.not_consumed(&message, &published);
         published
+    }
+
+    /// Resolves the message's topic into this thread's buffers and routes it (see [`Self::route_to`]).
+    fn route(&self, message: &Arc<Message>, origin: Option<u64>, ops: Vec<SessionOp>) -> Published {
+        ROUTE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buffers) => {
+                let (matches, targets) = &mut *buffers;
+                self.resolve(&message.topic, origin, matches, targets);
+                let published = self.route_to(message, targets, ops);
+                targets.clear();
+                published
+            }
+            // Re-entered on this thread (a hook publishing): fresh buffers.
+            Err(_) => {
+                let mut targets = Vec::new();
+                self.resolve(&message.topic, origin, &mut Vec::new(), &mut targets);
+                self.route_to(message, &targets, ops)
+            }
+        })
     }
 
     /// What every published message goes through first: the event, and the retained messages (with the store
