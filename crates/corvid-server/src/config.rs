@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The whole file. Unknown keys are errors.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Config {
     /// Where the durable store lives.
@@ -34,7 +34,7 @@ pub(crate) struct Config {
 }
 
 /// `[metrics]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MetricsConfig {
     /// Where `/metrics`, `/livez` and `/readyz` are served (plain HTTP).
@@ -44,7 +44,7 @@ pub(crate) struct MetricsConfig {
 }
 
 /// `[storage]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StorageConfig {
     /// "always", "batched" or "never".
@@ -56,7 +56,7 @@ pub(crate) struct StorageConfig {
 }
 
 /// `sync` values.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Sync {
     Always,
@@ -73,7 +73,7 @@ pub(crate) enum Engine {
 }
 
 /// One `[[listener]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Listener {
     /// The transport.
@@ -112,7 +112,7 @@ pub(crate) enum ListenerKind {
 }
 
 /// `[limits]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LimitsConfig {
     pub(crate) max_packet_size: Option<u32>,
@@ -127,7 +127,7 @@ pub(crate) struct LimitsConfig {
 }
 
 /// `pending_overflow` values.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Overflow {
     DropOldest,

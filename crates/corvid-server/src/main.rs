@@ -6,6 +6,7 @@ mod listeners;
 mod metrics;
 mod passwd;
 mod password;
+mod reload;
 mod security;
 
 use anyhow::Context;
@@ -21,6 +22,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The broker allocates each message on the publisher's thread and frees it on the subscriber's; mimalloc does that
 /// without the lock the system allocator takes (fan-in 1.4x, BENCHMARKS.md "Allocator").
@@ -60,14 +63,6 @@ enum Command {
     Passwd(passwd::PasswdArgs),
 }
 
-/// Reads the password and ACL files a configuration names.
-fn load_security(config: Option<&Config>) -> Result<Security, security::SecurityError> {
-    match config {
-        Some(c) => Security::load(c.password_file.as_deref(), c.acl_file.as_deref()),
-        None => Ok(Security::default()),
-    }
-}
-
 fn main() -> ExitCode {
     let mut args = Args::parse();
     if let Some(Command::Passwd(passwd)) = args.command.take() {
@@ -77,7 +72,7 @@ fn main() -> ExitCode {
         let checked = Config::load(path).map_err(|e| e.to_string()).and_then(|c| {
             // The certificate files of TLS listeners are read too, and the password and ACL files.
             listeners::check_files(&c).map_err(|e| format!("{}: {e}", path.display()))?;
-            load_security(Some(&c)).map(drop).map_err(|e| format!("{}: {e}", path.display()))
+            Security::load(Some(&c)).map(drop).map_err(|e| format!("{}: {e}", path.display()))
         });
         return match checked {
             Ok(()) => {
@@ -109,7 +104,7 @@ fn main() -> ExitCode {
         },
         None => None,
     };
-    let security = match load_security(config.as_ref()) {
+    let security = match Security::load(config.as_ref()) {
         Ok(security) => security,
         Err(e) => {
             let path = args.config.as_deref().unwrap_or(std::path::Path::new("")).display();
@@ -129,12 +124,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // Behind a reload layer: SIGHUP can change the filter.
+    let (filter, log_filter) = tracing_subscriber::reload::Layer::new(filter);
+    let format = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    tracing_subscriber::registry().with(filter).with(format).init();
+    let reloader = reload::Reloader {
+        path: args.config.clone(),
+        current: None,
+        log_level_flag: args.log_level.is_some(),
+        log_filter,
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -143,7 +145,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args, config, Arc::new(security))) {
+    match runtime.block_on(run(args, config, Arc::new(security), reloader)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -213,7 +215,8 @@ fn options(args: &Args, config: Option<&Config>, security: &Arc<Security>) -> Se
             Some(secs) => Some(Duration::from_secs(secs)),
             None => options.sys_interval,
         };
-        options.allow_anonymous = config.allow_anonymous.unwrap_or(false);
+        // `allow_anonymous` is enforced by the validator `security` installs, so that SIGHUP can change it.
+        options.allow_anonymous = true;
     }
     options
 }
@@ -225,7 +228,12 @@ enum StartError {
     Store(String),
 }
 
-async fn run(args: Args, config: Option<Config>, security: Arc<Security>) -> anyhow::Result<()> {
+async fn run(
+    args: Args,
+    config: Option<Config>,
+    security: Arc<Security>,
+    mut reloader: reload::Reloader,
+) -> anyhow::Result<()> {
     let mut options = options(&args, config.as_ref(), &security);
     let data_dir = args
         .data_dir
@@ -271,9 +279,9 @@ async fn run(args: Args, config: Option<Config>, security: Arc<Security>) -> any
         None => None,
     };
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "corvid started");
+    reloader.current = config;
     while let Signal::Reload = signals.next().await {
-        listeners::reload(&server);
-        security.reload();
+        reloader.reload(&server, &security);
     }
     draining.start();
     if !drain.is_zero() {
@@ -296,7 +304,7 @@ async fn run(args: Args, config: Option<Config>, security: Arc<Security>) -> any
 
 /// What a signal asks for.
 enum Signal {
-    /// SIGHUP: reload certificates, password and ACL files.
+    /// SIGHUP: read the configuration file again (see `reload.rs`).
     Reload,
     /// SIGTERM / SIGINT (Ctrl-C): stop.
     Stop,

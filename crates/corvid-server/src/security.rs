@@ -10,34 +10,44 @@
 //! - The delivery filter checks read access for every message queued for a session, retained ones included.
 //!
 //! Each file sits behind a lock holding an `Arc`: a check clones the `Arc` and lets the lock go, and a reload swaps
-//! it, so connections stay up and see the new rules at their next check.
+//! it, so connections stay up and see the new rules at their next check. A reload reads the configuration file
+//! again too: `allow_anonymous`, and the paths of both files, take effect the same way.
 
 use crate::acl::{Acl, AclFileError, Client, Want};
+use crate::config::Config;
 use crate::password::{PasswordFile, PasswordFileError, Verdict};
 use corvid::{
     ConnectContext, ConnectReturnCode, PublishDecision, ReasonCode, ServerOptionsBuilder, SubscriptionDecision,
 };
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-/// A file read at start and again on SIGHUP.
+/// A file read at start and again on SIGHUP, at a path a reload may change, or none.
 #[derive(Debug)]
-struct Reloadable<T> {
-    path: PathBuf,
-    current: RwLock<Arc<T>>,
+struct Slot<T>(RwLock<Option<(PathBuf, Arc<T>)>>);
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self(RwLock::new(None))
+    }
 }
 
-impl<T> Reloadable<T> {
-    fn new(path: &Path, value: T) -> Self {
-        Self { path: path.to_owned(), current: RwLock::new(Arc::new(value)) }
+impl<T> Slot<T> {
+    fn new(loaded: Option<(PathBuf, T)>) -> Self {
+        Self(RwLock::new(loaded.map(|(path, value)| (path, Arc::new(value)))))
     }
 
-    fn get(&self) -> Arc<T> {
-        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+    fn get(&self) -> Option<Arc<T>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).as_ref().map(|(_, value)| value.clone())
     }
 
-    fn set(&self, value: T) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(value);
+    fn path(&self) -> Option<PathBuf> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).as_ref().map(|(path, _)| path.clone())
+    }
+
+    fn set(&self, loaded: Option<(PathBuf, T)>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = loaded.map(|(path, value)| (path, Arc::new(value)));
     }
 }
 
@@ -56,67 +66,92 @@ pub(crate) enum SecurityError {
     Acl(#[from] AclFileError),
 }
 
-/// The password and ACL files of the server, either or both.
+/// Who may connect and what they may do: `allow_anonymous`, the password file and the ACL file of the
+/// configuration file. With no configuration file there is nothing to enforce and no hook is installed.
 #[derive(Debug, Default)]
 pub(crate) struct Security {
-    passwords: Option<Reloadable<PasswordFile>>,
-    acl: Option<Reloadable<Acl>>,
+    /// Whether a configuration file is in force: then the validator is installed, so that a reload can turn the
+    /// password file or the refusal of anonymous clients on and off.
+    configured: bool,
+    allow_anonymous: AtomicBool,
+    passwords: Slot<PasswordFile>,
+    acl: Slot<Acl>,
+    /// Whether the ACL hooks are installed. They are called for every message, and a publish interceptor takes
+    /// publishers off the direct path, so only when the file at start names an ACL file; adding one later
+    /// takes a restart.
+    acl_hooks: bool,
 }
 
 impl Security {
-    /// Reads both files (each optional). A missing or malformed file is an error naming the file and the line.
-    pub(crate) fn load(password_file: Option<&Path>, acl_file: Option<&Path>) -> Result<Self, SecurityError> {
-        let passwords = match password_file {
-            Some(path) => Some(Reloadable::new(path, PasswordFile::load(path)?)),
-            None => None,
-        };
-        let acl = match acl_file {
-            Some(path) => Some(Reloadable::new(path, Acl::load(path)?)),
-            None => None,
-        };
-        Ok(Self { passwords, acl })
-    }
-
-    /// Whether there is anything to enforce.
-    pub(crate) fn is_active(&self) -> bool {
-        self.passwords.is_some() || self.acl.is_some()
+    /// Reads the files a configuration names (each optional). A missing or malformed file is an error naming the
+    /// file and the line.
+    pub(crate) fn load(config: Option<&Config>) -> Result<Self, SecurityError> {
+        let Some(config) = config else { return Ok(Self::default()) };
+        let acl = load_acl(config.acl_file.as_deref())?;
+        Ok(Self {
+            configured: true,
+            allow_anonymous: AtomicBool::new(allow_anonymous(config)),
+            passwords: Slot::new(load_passwords(config.password_file.as_deref())?),
+            acl_hooks: acl.is_some(),
+            acl: Slot::new(acl),
+        })
     }
 
     /// Says what is in force, at start.
     pub(crate) fn log(&self) {
-        if let Some(p) = &self.passwords {
-            tracing::info!(path = %p.path.display(), users = p.get().len(), "password file");
+        if let (Some(path), Some(file)) = (self.passwords.path(), self.passwords.get()) {
+            tracing::info!(path = %path.display(), users = file.len(), "password file");
         }
-        if let Some(a) = &self.acl {
-            tracing::info!(path = %a.path.display(), rules = a.get().len(), "ACL file");
-        }
-    }
-
-    /// SIGHUP: reads both files again. A file that fails keeps its previous contents in force.
-    pub(crate) fn reload(&self) {
-        if let Some(p) = &self.passwords {
-            match PasswordFile::load(&p.path) {
-                Ok(file) => {
-                    tracing::info!(path = %p.path.display(), users = file.len(), "SIGHUP: password file reloaded");
-                    p.set(file);
-                }
-                Err(e) => tracing::error!("SIGHUP: password file not reloaded, the previous one stays in use: {e}"),
-            }
-        }
-        if let Some(a) = &self.acl {
-            match Acl::load(&a.path) {
-                Ok(acl) => {
-                    tracing::info!(path = %a.path.display(), rules = acl.len(), "SIGHUP: ACL file reloaded");
-                    a.set(acl);
-                }
-                Err(e) => tracing::error!("SIGHUP: ACL file not reloaded, the previous one stays in use: {e}"),
-            }
+        if let (Some(path), Some(acl)) = (self.acl.path(), self.acl.get()) {
+            tracing::info!(path = %path.display(), rules = acl.len(), "ACL file");
         }
     }
 
-    /// Installs the hooks that enforce the files (none when neither is configured).
+    /// SIGHUP: applies `config` (read again): `allow_anonymous`, and the password and ACL files read again, at the
+    /// paths it names now. A file that fails keeps its previous contents in force.
+    pub(crate) fn reload(&self, config: &Config) {
+        if !self.configured {
+            return;
+        }
+        let anonymous = allow_anonymous(config);
+        if self.allow_anonymous.swap(anonymous, Ordering::Relaxed) != anonymous {
+            tracing::info!(allow_anonymous = anonymous, "SIGHUP: allow_anonymous changed");
+        }
+        match load_passwords(config.password_file.as_deref()) {
+            Ok(Some((path, file))) => {
+                tracing::info!(path = %path.display(), users = file.len(), "SIGHUP: password file reloaded");
+                self.passwords.set(Some((path, file)));
+            }
+            Ok(None) => {
+                if self.passwords.path().is_some() {
+                    tracing::info!("SIGHUP: password_file removed: user names are no longer checked");
+                    self.passwords.set(None);
+                }
+            }
+            Err(e) => tracing::error!("SIGHUP: password file not reloaded, the previous one stays in use: {e}"),
+        }
+        if config.acl_file.is_some() && !self.acl_hooks {
+            tracing::warn!("SIGHUP: acl_file added: access rules take effect at the next start");
+            return;
+        }
+        match load_acl(config.acl_file.as_deref()) {
+            Ok(Some((path, acl))) => {
+                tracing::info!(path = %path.display(), rules = acl.len(), "SIGHUP: ACL file reloaded");
+                self.acl.set(Some((path, acl)));
+            }
+            Ok(None) => {
+                if self.acl.path().is_some() {
+                    tracing::info!("SIGHUP: acl_file removed: every topic is allowed");
+                    self.acl.set(None);
+                }
+            }
+            Err(e) => tracing::error!("SIGHUP: ACL file not reloaded, the previous one stays in use: {e}"),
+        }
+    }
+
+    /// Installs the hooks that enforce the configuration (none without a configuration file).
     pub(crate) fn install(self: &Arc<Self>, mut builder: ServerOptionsBuilder) -> ServerOptionsBuilder {
-        if !self.is_active() {
+        if !self.configured {
             return builder;
         }
         let this = self.clone();
@@ -124,7 +159,7 @@ impl Security {
             let this = this.clone();
             async move { this.validate(ctx).await }
         });
-        if self.acl.is_none() {
+        if !self.acl_hooks {
             return builder;
         }
         let this = self.clone();
@@ -155,7 +190,7 @@ impl Security {
     }
 
     fn acl(&self) -> Option<Arc<Acl>> {
-        self.acl.as_ref().map(Reloadable::get)
+        self.acl.get()
     }
 
     /// Whether the session may read or write `topic`. A session whose client never passed the validator (one
@@ -169,8 +204,12 @@ impl Security {
     }
 
     async fn validate(self: Arc<Self>, mut ctx: ConnectContext) -> ConnectContext {
-        if let (Some(passwords), Some(username)) = (&self.passwords, &ctx.username) {
-            let file = passwords.get();
+        // Checked here rather than by the library's `allow_anonymous`, so that a reload can change it.
+        if ctx.username.is_none() && !self.allow_anonymous.load(Ordering::Relaxed) {
+            ctx.refuse(ConnectReturnCode::NotAuthorized);
+            return ctx;
+        }
+        if let (Some(file), Some(username)) = (self.passwords.get(), &ctx.username) {
             let username = username.to_string();
             let password = ctx.password.clone();
             // PBKDF2 is deliberately slow: off the connection's worker thread.
@@ -186,6 +225,25 @@ impl Security {
         ctx.session_items.insert(Identity { username: ctx.username.as_deref().map(Arc::from) });
         ctx
     }
+}
+
+/// `allow_anonymous` of a configuration file: absent means false, as in Mosquitto 2.
+fn allow_anonymous(config: &Config) -> bool {
+    config.allow_anonymous.unwrap_or(false)
+}
+
+fn load_passwords(path: Option<&Path>) -> Result<Option<(PathBuf, PasswordFile)>, SecurityError> {
+    Ok(match path {
+        Some(path) => Some((path.to_owned(), PasswordFile::load(path)?)),
+        None => None,
+    })
+}
+
+fn load_acl(path: Option<&Path>) -> Result<Option<(PathBuf, Acl)>, SecurityError> {
+    Ok(match path {
+        Some(path) => Some((path.to_owned(), Acl::load(path)?)),
+        None => None,
+    })
 }
 
 fn client<'a>(client_id: &'a str, identity: &'a Identity) -> Client<'a> {
