@@ -74,10 +74,11 @@ pub(super) fn spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
         Scenario::Pairs | Scenario::Qos | Scenario::Latency | Scenario::WsThroughput => {
             let n = match case.scenario {
                 Scenario::Pairs | Scenario::WsThroughput => settings.pick(settings.connections, 8, 3),
-                _ => settings.pick(settings.connections, 4, 2),
+                _ => case.pairs.unwrap_or_else(|| settings.pick(settings.connections, 4, 2)),
             };
-            let rate = (case.scenario == Scenario::Latency)
-                .then(|| settings.pick(settings.rate, 20_000.0, 2_000.0) / n as f64);
+            let rate = (case.scenario == Scenario::Latency).then(|| {
+                case.rate.map_or_else(|| settings.pick(settings.rate, 20_000.0, 2_000.0), f64::from) / n as f64
+            });
             if rate.is_some() {
                 spec.coalesce = None;
             }

@@ -293,8 +293,27 @@ impl Settings {
         (self.window > 0).then_some(self.window)
     }
 
-    /// The cases of `scenario`: one, except for `qos` (one per QoS level and in-flight window).
+    /// The cases of `scenario`: one, except for `qos` (one per QoS level and in-flight window) and for `latency`
+    /// without `--connections` and `--rate` (1 pair at 10,000 msgs/s, and 1,000 pairs at 20,000 msgs/s in total;
+    /// smoke: 1 pair and 20 pairs at 2,000).
     pub fn cases(&self, scenario: Scenario) -> Vec<Case> {
+        if scenario == Scenario::Latency && self.connections.is_none() && self.rate.is_none() {
+            let presets: [(usize, u32); 2] = match self.size {
+                Size::Normal => [(1, 10_000), (1000, 20_000)],
+                Size::Smoke => [(1, 2_000), (20, 2_000)],
+            };
+            return presets
+                .into_iter()
+                .map(|(pairs, rate)| Case {
+                    scenario,
+                    label: format!("latency/{pairs}x{}k", rate / 1000),
+                    qos: self.qos(),
+                    inflight: self.inflight,
+                    pairs: Some(pairs),
+                    rate: Some(rate),
+                })
+                .collect();
+        }
         if scenario != Scenario::Qos {
             let qos = match scenario {
                 Scenario::Reconnect => QoS::AtLeastOnce,
@@ -307,7 +326,7 @@ impl Settings {
             } else {
                 scenario.name().to_owned()
             };
-            return vec![Case { scenario, label, qos, inflight: self.inflight }];
+            return vec![Case { scenario, label, qos, inflight: self.inflight, pairs: None, rate: None }];
         }
         let mut cases = Vec::new();
         for &q in &self.qos_levels {
@@ -315,7 +334,8 @@ impl Settings {
                 continue;
             };
             for &inflight in &self.inflights {
-                cases.push(Case { scenario, label: format!("qos/q{q}-if{inflight}"), qos, inflight: inflight.max(1) });
+                let label = format!("qos/q{q}-if{inflight}");
+                cases.push(Case { scenario, label, qos, inflight: inflight.max(1), pairs: None, rate: None });
             }
         }
         cases
@@ -333,6 +353,10 @@ pub struct Case {
     pub qos: QoS,
     /// MQTT in-flight window.
     pub inflight: u16,
+    /// Publisher/subscriber pairs, when the case fixes them (latency presets).
+    pub pairs: Option<usize>,
+    /// Total rate in messages per second, when the case fixes it (latency presets).
+    pub rate: Option<u32>,
 }
 
 /// What kind of server a target is.
