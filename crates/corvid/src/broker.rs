@@ -292,11 +292,15 @@ impl Broker {
     fn route_to(&self, message: &Arc<Message>, targets: &[Target], mut ops: Vec<SessionOp>) -> Published {
         let mut delivered = 0;
         let mut full = false;
+        // What offline sessions queue: a copy of its own, made once. A decoded message is slices of the read buffer
+        // it came in, and a session that stays away would keep that whole buffer (up to 64 KiB) alive per message.
+        let mut detached: Option<Arc<Message>> = None;
         for target in targets {
             let qos = message.qos.min(target.granted);
             let session = &target.session;
+            let online = session.is_online();
             // An offline persistent session keeps QoS 1 and 2 messages only.
-            let wanted = qos != QoS::AtMostOnce || session.is_online();
+            let wanted = qos != QoS::AtMostOnce || online;
             let allowed = || match &self.options.hooks.delivery_filter {
                 Some(filter) => {
                     filter(&DeliveryContext { client_id: &session.client_id, session_items: &session.items, message })
@@ -308,7 +312,11 @@ impl Broker {
             }
             let retain = message.retain && target.retain_as_published;
             let subscription_ids = target.subscription_ids.clone();
-            let mut delivery = Delivery { message: message.clone(), qos, retain, subscription_ids, seq: None };
+            let message = match online {
+                true => message.clone(),
+                false => detached.get_or_insert_with(|| Arc::new(message.detached())).clone(),
+            };
+            let mut delivery = Delivery { message, qos, retain, subscription_ids, seq: None };
             if qos != QoS::AtMostOnce && session.is_durable() && self.durable.is_some() {
                 let seq = session.next_seq();
                 delivery.seq = Some(seq);
@@ -497,4 +505,54 @@ pub(crate) fn will_message(will: Will, publisher: corvid_protocol::ByteString) -
     };
     message.stamp_expiry(Instant::now());
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::OverflowPolicy;
+    use bytes::Bytes;
+    use corvid_protocol::{SubscriptionOptions, TopicName};
+
+    fn session(broker: &Broker, name: &str, online: bool) -> Arc<SessionShared> {
+        let shared = Arc::new(SessionShared::new(
+            broker.next_id(),
+            ByteString::from(name),
+            SessionItems::default(),
+            100,
+            OverflowPolicy::DropOldest,
+        ));
+        shared.set_online(online);
+        let subscriber = Subscriber {
+            session: shared.clone(),
+            options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+            subscription_id: None,
+        };
+        broker.subscriptions.subscribe(&TopicFilter::new("t/+").unwrap(), subscriber);
+        shared
+    }
+
+    /// A message queued for an online session shares the buffer it was read into; one queued for an offline
+    /// session (which may stay away for long) has its own copy, so that it does not keep that buffer alive.
+    #[test]
+    fn offline_sessions_queue_detached_messages() {
+        let broker = Broker::new(ServerOptions::default(), None, None);
+        let online = session(&broker, "online", true);
+        let offline = session(&broker, "offline", false);
+        let buffer = Bytes::from(vec![7u8; 64 * 1024]);
+        let range = buffer.as_ptr_range();
+        let message = Message::new(TopicName::new("t/1").unwrap(), buffer.slice(100..164), QoS::AtLeastOnce, false);
+        assert_eq!(broker.publish(message, None), 2);
+        let queued = |session: &SessionShared| {
+            let mut batch = Vec::new();
+            session.take_batch(&mut batch, 10, 10);
+            assert_eq!(batch.len(), 1);
+            batch.remove(0).message
+        };
+        let shared = queued(&online);
+        assert!(range.contains(&shared.payload.as_ptr()), "online: zero-copy");
+        let own = queued(&offline);
+        assert_eq!(own.payload, shared.payload);
+        assert!(!range.contains(&own.payload.as_ptr()), "offline: a copy of its own");
+    }
 }
