@@ -57,6 +57,9 @@ pub(crate) struct Published {
     pub(crate) delivered: usize,
     /// Completes when the message is durable, when the publisher must wait for that.
     pub(crate) ticket: Option<Ticket>,
+    /// Whether a subscriber's queue is past its high-water mark: the publisher should stop reading (see
+    /// [`Broker::flush_routes`]).
+    pub(crate) congested: bool,
 }
 
 /// The store record of a delivery.
@@ -150,7 +153,7 @@ impl Broker {
             PublishDecision::Accept => (decision, self.publish_with(message, origin, extra_ops)),
             _ => {
                 let ticket = self.durable.as_ref().and_then(|d| d.submit(extra_ops, true));
-                (decision, Published { delivered: 0, ticket })
+                (decision, Published { delivered: 0, ticket, congested: false })
             }
         }
     }
@@ -167,7 +170,8 @@ impl Broker {
     pub(crate) fn publish_with(&self, message: Message, origin: Option<u64>, extra_ops: Vec<SessionOp>) -> Published {
         let (message, ops) = self.received(message, extra_ops);
         let published = self.route(&message, origin, ops);
-        self.flush_routes();
+        // In-process publishing and the hooked path do not wait for subscribers to catch up.
+        let _ = self.flush_routes(origin);
         self.not_consumed(&message, &published);
         published
     }
@@ -336,26 +340,38 @@ impl Broker {
             });
         }
         let ticket = self.durable.as_ref().and_then(|d| d.submit(ops, true));
-        if full {
-            self.flush_routes();
-        }
-        Published { delivered, ticket }
+        let congested = full && self.drain_batch();
+        Published { delivered, ticket, congested }
     }
 
-    /// Queues every delivery of this thread's batch, each session's under one lock and with one wake-up.
-    pub(crate) fn flush_routes(&self) {
+    /// Queues every delivery of this thread's batch, each session's under one lock and with one wake-up. Returns
+    /// whether a drain found a congested session (see [`Self::flush_routes`]).
+    fn drain_batch(&self) -> bool {
         BATCH.with(|cell| {
-            let Ok(mut batch) = cell.try_borrow_mut() else { return };
+            let Ok(mut batch) = cell.try_borrow_mut() else { return false };
             if !batch.is_empty() {
                 batch.drain(|session, run| self.queue(session, run));
             }
-        });
+            batch.is_congested()
+        })
     }
 
-    /// Queues `deliveries` for `session`, accounting for those its overflow policy drops.
-    fn queue(&self, session: &Arc<SessionShared>, deliveries: &mut Vec<Delivery>) {
+    /// Queues every delivery of this thread's batch (see [`Self::drain_batch`]). Returns a session (not the
+    /// publisher's own, `origin`) whose queue this or an earlier drain of the batch filled past its high-water mark,
+    /// for a publishing connection to wait for before it reads more (see [`SessionShared::wait_for_room`]).
+    pub(crate) fn flush_routes(&self, origin: Option<u64>) -> Option<Arc<SessionShared>> {
+        self.drain_batch();
+        BATCH.with(|cell| {
+            let Ok(mut batch) = cell.try_borrow_mut() else { return None };
+            batch.take_congested(origin)
+        })
+    }
+
+    /// Queues `deliveries` for `session`, accounting for those its overflow policy drops. Returns whether its
+    /// publishers should wait for it to drain.
+    fn queue(&self, session: &Arc<SessionShared>, deliveries: &mut Vec<Delivery>) -> bool {
         let mut deletes = Vec::new();
-        session.enqueue_all(deliveries, |dropped| {
+        let congested = session.enqueue_all(deliveries, |dropped| {
             add(&self.stats.publish_dropped, 1);
             if let Some(seq) = dropped.seq {
                 deletes.push(SessionOp::DeleteMessage { client_id: session.client_id.clone(), seq });
@@ -369,6 +385,7 @@ impl Broker {
         if !deletes.is_empty() {
             self.store_ops(deletes);
         }
+        congested
     }
 
     /// Hands operations to the durable store without waiting (nothing happens without a store).

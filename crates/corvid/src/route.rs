@@ -98,6 +98,10 @@ impl RouteCache {
 const RUN_SEARCH: usize = 32;
 /// Deliveries gathered before the batch is flushed anyway.
 const BATCH_LIMIT: usize = 4096;
+/// Deliveries gathered for one session before the batch is flushed anyway.
+const RUN_LIMIT: usize = 256;
+/// How many congested sessions a batch remembers (the publisher waits for one at a time).
+const CONGESTED: usize = 4;
 
 /// Deliveries waiting to be queued, grouped by session in order.
 #[derive(Default)]
@@ -106,28 +110,44 @@ pub(crate) struct RouteBatch {
     /// Emptied run vectors, reused.
     spare: Vec<Vec<Delivery>>,
     len: usize,
+    /// Sessions that flushes of this batch filled past their high-water mark, for the publisher to wait for.
+    congested: Vec<Arc<SessionShared>>,
 }
 
 impl RouteBatch {
-    /// Adds a delivery for `session` after the ones already gathered for it; `true` when the batch is full and
-    /// should be flushed.
+    /// Adds a delivery for `session` after the ones already gathered for it; `true` when the batch should be
+    /// drained now: it is full, or holds a run of [`RUN_LIMIT`] for one session (so that a publisher learns that
+    /// it outran a subscriber within a few hundred messages, not a whole read).
     pub(crate) fn push(&mut self, session: &Arc<SessionShared>, delivery: Delivery) -> bool {
         self.len += 1;
         let search = self.runs.len().saturating_sub(RUN_SEARCH);
-        if let Some((_, run)) = self.runs[search..].iter_mut().rev().find(|(s, _)| Arc::ptr_eq(s, session)) {
-            run.push(delivery);
-        } else {
-            let mut run = self.spare.pop().unwrap_or_default();
-            run.push(delivery);
-            self.runs.push((session.clone(), run));
-        }
-        self.len >= BATCH_LIMIT
+        let run_len =
+            if let Some((_, run)) = self.runs[search..].iter_mut().rev().find(|(s, _)| Arc::ptr_eq(s, session)) {
+                run.push(delivery);
+                run.len()
+            } else {
+                let mut run = self.spare.pop().unwrap_or_default();
+                run.push(delivery);
+                self.runs.push((session.clone(), run));
+                1
+            };
+        self.len >= BATCH_LIMIT || run_len >= RUN_LIMIT
     }
 
-    /// Hands every run to `queue`, in order, keeping the emptied vectors for reuse.
-    pub(crate) fn drain(&mut self, mut queue: impl FnMut(&Arc<SessionShared>, &mut Vec<Delivery>)) {
+    /// Whether a drain of this batch found a congested session (not yet taken).
+    pub(crate) fn is_congested(&self) -> bool {
+        !self.congested.is_empty()
+    }
+
+    /// Hands every run to `queue`, in order, keeping the emptied vectors for reuse; `queue` says whether that
+    /// session is congested.
+    pub(crate) fn drain(&mut self, mut queue: impl FnMut(&Arc<SessionShared>, &mut Vec<Delivery>) -> bool) {
         for (session, mut run) in self.runs.drain(..) {
-            queue(&session, &mut run);
+            let congested = queue(&session, &mut run);
+            if congested && self.congested.len() < CONGESTED && !self.congested.iter().any(|s| Arc::ptr_eq(s, &session))
+            {
+                self.congested.push(session.clone());
+            }
             run.clear();
             // A run that grew large is not kept: the batch lives as long as its thread.
             if run.capacity() <= BATCH_LIMIT / 4 && self.spare.len() < RUN_SEARCH {
@@ -139,6 +159,13 @@ impl RouteBatch {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.runs.is_empty()
+    }
+
+    /// The first congested session other than `origin` (the publisher's own), forgetting them all.
+    pub(crate) fn take_congested(&mut self, origin: Option<u64>) -> Option<Arc<SessionShared>> {
+        let found = self.congested.iter().find(|s| Some(s.id) != origin).cloned();
+        self.congested.clear();
+        found
     }
 }
 

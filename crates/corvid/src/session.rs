@@ -7,8 +7,8 @@ use crate::options::OverflowPolicy;
 use corvid_protocol::{ByteString, PacketId, SubscriptionOptions, TopicFilter, Will};
 use parking_lot::Mutex;
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
 
@@ -33,6 +33,8 @@ pub(crate) struct SessionShared {
     outbox: Mutex<Outbox>,
     /// Woken when the queue goes from empty to non-empty.
     pub(crate) notify: Notify,
+    /// Wakes publishers waiting for this session's queue to drain (see [`Self::wait_for_room`]); made on first use.
+    room: OnceLock<Box<Notify>>,
     online: AtomicBool,
     /// Messages dropped by the overflow policy.
     pub(crate) dropped: AtomicU64,
@@ -90,7 +92,18 @@ struct Outbox {
     queue: VecDeque<Delivery>,
     limit: usize,
     policy: OverflowPolicy,
+    /// Publishers wait for the queue to drain below [`ROOM_LOW`].
+    publishers_waiting: bool,
+    /// The client does not keep up (its socket stopped taking bytes, or publishers waited for it in vain): no
+    /// publisher waits for it until its queue has emptied; its overflow policy applies meanwhile.
+    slow: bool,
 }
+
+/// Queued deliveries beyond which a publisher stops reading until a connected session's queue drains (its TCP
+/// window then slows the client down), rather than the broker reading messages only to drop them.
+pub(crate) const ROOM_HIGH: usize = 4096;
+/// Queued deliveries at which waiting publishers go on.
+const ROOM_LOW: usize = 1024;
 
 impl Outbox {
     /// Queues a delivery within the bound, applying the overflow policy.
@@ -142,8 +155,15 @@ impl SessionShared {
             durable: AtomicBool::new(false),
             next_seq: AtomicU64::new(1),
             stored: AtomicBool::new(false),
-            outbox: Mutex::new(Outbox { queue: VecDeque::new(), limit, policy }),
+            outbox: Mutex::new(Outbox {
+                queue: VecDeque::new(),
+                limit,
+                policy,
+                publishers_waiting: false,
+                slow: false,
+            }),
             notify: Notify::new(),
+            room: OnceLock::new(),
             online: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         }
@@ -187,6 +207,49 @@ impl SessionShared {
 
     pub(crate) fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Relaxed);
+        if !online {
+            // Nobody drains the queue of an absent client: publishers waiting for it go on.
+            self.wake_publishers();
+        }
+    }
+
+    fn wake_publishers(&self) {
+        let waiting = std::mem::take(&mut self.outbox.lock().publishers_waiting);
+        if waiting && let Some(room) = self.room.get() {
+            room.notify_waiters();
+        }
+    }
+
+    /// Marks the client as not keeping up (see `Outbox::slow`).
+    pub(crate) fn mark_slow(&self) {
+        let waiting = {
+            let mut outbox = self.outbox.lock();
+            outbox.slow = true;
+            std::mem::take(&mut outbox.publishers_waiting)
+        };
+        if waiting && let Some(room) = self.room.get() {
+            room.notify_waiters();
+        }
+    }
+
+    /// Waits until the queue has drained to [`ROOM_LOW`], the client is found slow or away, or `patience` passes
+    /// (after which the client counts as slow). Publishers call it after queueing past [`ROOM_HIGH`].
+    pub(crate) async fn wait_for_room(&self, patience: std::time::Duration) {
+        let room = self.room.get_or_init(|| Box::new(Notify::new()));
+        let notified = room.notified();
+        tokio::pin!(notified);
+        {
+            let mut outbox = self.outbox.lock();
+            if outbox.queue.len() <= ROOM_LOW || outbox.slow || !self.is_online() {
+                return;
+            }
+            outbox.publishers_waiting = true;
+            // Registered under the lock: the drain that crosses the mark cannot wake before this listens.
+            notified.as_mut().enable();
+        }
+        if tokio::time::timeout(patience, notified).await.is_err() {
+            self.mark_slow();
+        }
     }
 
     /// Offers a delivery to the queue, applying the overflow policy, and wakes the serving task.
@@ -206,10 +269,12 @@ impl SessionShared {
     }
 
     /// Offers `deliveries` (emptied) in order as [`Self::enqueue`] does, under one lock and with at most one
-    /// wake-up; `on_drop` sees each delivery the overflow policy drops, after the lock is released.
-    pub(crate) fn enqueue_all(&self, deliveries: &mut Vec<Delivery>, mut on_drop: impl FnMut(Delivery)) {
+    /// wake-up; `on_drop` sees each delivery the overflow policy drops, after the lock is released. Returns
+    /// whether publishers should wait for this queue to drain ([`Self::wait_for_room`]): it holds more than
+    /// [`ROOM_HIGH`] deliveries of a connected client that keeps up.
+    pub(crate) fn enqueue_all(&self, deliveries: &mut Vec<Delivery>, mut on_drop: impl FnMut(Delivery)) -> bool {
         let mut dropped = Vec::new();
-        let was_empty = {
+        let (was_empty, congested) = {
             let mut outbox = self.outbox.lock();
             let was_empty = outbox.queue.is_empty();
             let room = outbox.limit.saturating_sub(outbox.queue.len());
@@ -220,13 +285,14 @@ impl SessionShared {
                     Enqueued::DroppedOldest(d) | Enqueued::DroppedNew(d) => dropped.push(d),
                 }
             }
-            was_empty
+            (was_empty, outbox.queue.len() > ROOM_HIGH && !outbox.slow && self.is_online())
         };
         if was_empty {
             self.notify.notify_one();
         }
         self.dropped.fetch_add(dropped.len() as u64, Ordering::Relaxed);
         dropped.into_iter().for_each(&mut on_drop);
+        congested
     }
 
     /// Queues a delivery whatever the bound (retained messages at subscribe, which the retained store bounds).
@@ -263,8 +329,19 @@ impl SessionShared {
                 out.push(d);
             }
         }
-        if outbox.queue.is_empty() && outbox.queue.capacity() > 0 {
-            outbox.queue = VecDeque::new();
+        if outbox.queue.is_empty() {
+            outbox.slow = false;
+            if outbox.queue.capacity() > 0 {
+                outbox.queue = VecDeque::new();
+            }
+        }
+        let wake = outbox.publishers_waiting && outbox.queue.len() <= ROOM_LOW;
+        if wake {
+            outbox.publishers_waiting = false;
+        }
+        drop(outbox);
+        if wake && let Some(room) = self.room.get() {
+            room.notify_waiters();
         }
     }
 
@@ -283,7 +360,9 @@ impl SessionShared {
 
     /// Drops every queued delivery, returning them.
     pub(crate) fn clear(&self) -> Vec<Delivery> {
-        self.outbox.lock().queue.drain(..).collect()
+        let cleared = self.outbox.lock().queue.drain(..).collect();
+        self.wake_publishers();
+        cleared
     }
 }
 

@@ -251,6 +251,7 @@ where
         client_topic_alias_max: connect.properties.topic_alias_maximum.unwrap_or(0),
         aliases: None,
         route_cache: None,
+        congested: None,
         problem_information: connect.properties.request_problem_information.unwrap_or(true),
         batch: Vec::new(),
         pending_acks: std::collections::VecDeque::new(),

@@ -127,14 +127,21 @@ where
             && self.broker.durable.as_ref().is_none_or(|d| !d.is_full())
     }
 
-    /// Handles a PUBLISH when [`Self::publish_is_direct`].
-    pub(super) fn on_publish_direct(&mut self, publish: Publish) -> Result<(), CloseReason> {
-        if let Some((message, ack, extra)) = self.accept_publish(publish)? {
-            let origin = self.state.shared.id;
-            let ticket = self.broker.publish_batched(message, origin, extra, &mut self.route_cache).ticket;
-            self.finish_publish(ack, ReasonCode::Success, ticket);
+    /// Handles a PUBLISH when [`Self::publish_is_direct`]. Returns whether the client outran a subscriber: its
+    /// deliveries are queued, and the connection should decode nothing more until that subscriber catches up
+    /// (`self.congested` names it).
+    pub(super) fn on_publish_direct(&mut self, publish: Publish) -> Result<bool, CloseReason> {
+        let Some((message, ack, extra)) = self.accept_publish(publish)? else { return Ok(false) };
+        let origin = self.state.shared.id;
+        let published = self.broker.publish_batched(message, origin, extra, &mut self.route_cache);
+        self.finish_publish(ack, ReasonCode::Success, published.ticket);
+        if published.congested
+            && let Some(congested) = self.broker.flush_routes(Some(origin))
+        {
+            self.congested = Some(congested);
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Checks a PUBLISH and turns it into a message to route, with the acknowledgement it needs and the store

@@ -35,6 +35,9 @@ const MIN_READ_WINDOW: usize = 256;
 const MAX_READ_WINDOW: usize = 64 * 1024;
 /// Deliveries taken from the queue per batch.
 const BATCH: usize = 256;
+/// How long a publisher waits for a subscriber it outran before that subscriber counts as slow (then its queue's
+/// overflow policy applies instead).
+const CONGESTION_PATIENCE: Duration = Duration::from_millis(50);
 
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +112,8 @@ pub(crate) struct Connection<S> {
     aliases: Option<Box<TopicAliases>>,
     /// Where the topics this client publishes to go; made on its first PUBLISH.
     route_cache: Option<Box<RouteCache>>,
+    /// A session this client's messages filled past its high-water mark: read nothing more until it drains.
+    congested: Option<Arc<crate::session::SessionShared>>,
     problem_information: bool,
     batch: Vec<crate::message::Delivery>,
     /// Responses waiting, in order, for the store to make the messages they acknowledge durable.
@@ -234,6 +239,16 @@ where
             if let Err(reason) = self.flush_or_end().await {
                 return reason;
             }
+            if let Some(congested) = self.congested.take() {
+                // Backpressure: the client's next messages stay in its socket, and its TCP window fills, until the
+                // subscriber it outran catches up (boxed: rare, and kept out of every connection's task). Then the
+                // packets left in the read buffer go first.
+                Box::pin(congested.wait_for_room(CONGESTION_PATIENCE)).await;
+                if let Err(reason) = self.handle_input().await {
+                    return reason;
+                }
+                continue;
+            }
             let room = self.state.inflight.len() < self.send_quota;
             tokio::select! {
                 biased;
@@ -296,7 +311,9 @@ where
     /// outcome: in one batch per call (see [`crate::route`]), and ahead of the returned packet's.
     fn handle_packets(&mut self) -> Result<Option<Packet>, CloseReason> {
         let result = self.handle_packets_batched();
-        self.broker.flush_routes();
+        if let Some(congested) = self.broker.flush_routes(Some(self.state.shared.id)) {
+            self.congested = Some(congested);
+        }
         result
     }
 
@@ -308,7 +325,12 @@ where
                     add(&self.broker.stats.messages_received, 1);
                     add(&self.control.info.messages_received, 1);
                     match packet {
-                        Packet::Publish(publish) if self.publish_is_direct() => self.on_publish_direct(publish)?,
+                        Packet::Publish(publish) if self.publish_is_direct() => {
+                            if self.on_publish_direct(publish)? {
+                                // The rest of the buffer waits until the subscriber it outran catches up.
+                                return Ok(None);
+                            }
+                        }
                         packet @ (Packet::Publish(_) | Packet::Subscribe(_) | Packet::Unsubscribe(_)) => {
                             return Ok(Some(packet));
                         }
@@ -402,6 +424,8 @@ where
             self.wbuf = BytesMut::new();
             return Ok(());
         }
+        // The client does not take what it is sent as fast: publishers stop waiting for it.
+        self.state.shared.mark_slow();
         Box::pin(self.flush_or_end_waiting()).await
     }
 
