@@ -36,6 +36,10 @@ pub(crate) struct SessionShared {
     /// Wakes publishers waiting for this session's queue to drain (see [`Self::wait_for_room`]); made on first use.
     room: OnceLock<Box<Notify>>,
     online: AtomicBool,
+    /// The client does not keep up: its socket stopped taking bytes, or publishers waited for it in vain. No
+    /// publisher waits for it until its socket takes a whole write again or its queue empties; its overflow policy
+    /// applies meanwhile.
+    slow: AtomicBool,
     /// Messages dropped by the overflow policy.
     pub(crate) dropped: AtomicU64,
 }
@@ -94,9 +98,6 @@ struct Outbox {
     policy: OverflowPolicy,
     /// Publishers wait for the queue to drain below [`ROOM_LOW`].
     publishers_waiting: bool,
-    /// The client does not keep up (its socket stopped taking bytes, or publishers waited for it in vain): no
-    /// publisher waits for it until its queue has emptied; its overflow policy applies meanwhile.
-    slow: bool,
 }
 
 /// Queued deliveries beyond which a publisher stops reading until a connected session's queue drains (its TCP
@@ -104,6 +105,8 @@ struct Outbox {
 pub(crate) const ROOM_HIGH: usize = 4096;
 /// Queued deliveries at which waiting publishers go on.
 const ROOM_LOW: usize = 1024;
+/// Deliveries a client must take per wait period not to count as slow.
+const ROOM_PROGRESS: usize = 256;
 
 impl Outbox {
     /// Queues a delivery within the bound, applying the overflow policy.
@@ -155,16 +158,11 @@ impl SessionShared {
             durable: AtomicBool::new(false),
             next_seq: AtomicU64::new(1),
             stored: AtomicBool::new(false),
-            outbox: Mutex::new(Outbox {
-                queue: VecDeque::new(),
-                limit,
-                policy,
-                publishers_waiting: false,
-                slow: false,
-            }),
+            outbox: Mutex::new(Outbox { queue: VecDeque::new(), limit, policy, publishers_waiting: false }),
             notify: Notify::new(),
             room: OnceLock::new(),
             online: AtomicBool::new(false),
+            slow: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         }
     }
@@ -220,35 +218,49 @@ impl SessionShared {
         }
     }
 
-    /// Marks the client as not keeping up (see `Outbox::slow`).
+    /// Marks the client as not keeping up (see the field `slow`), releasing the publishers waiting for it.
     pub(crate) fn mark_slow(&self) {
-        let waiting = {
-            let mut outbox = self.outbox.lock();
-            outbox.slow = true;
-            std::mem::take(&mut outbox.publishers_waiting)
-        };
-        if waiting && let Some(room) = self.room.get() {
-            room.notify_waiters();
+        if !self.slow.swap(true, Ordering::Relaxed) {
+            self.wake_publishers();
         }
     }
 
-    /// Waits until the queue has drained to [`ROOM_LOW`], the client is found slow or away, or `patience` passes
-    /// (after which the client counts as slow). Publishers call it after queueing past [`ROOM_HIGH`].
+    /// The client's socket took a whole write: publishers may wait for it again.
+    pub(crate) fn mark_keeping_up(&self) {
+        if self.slow.load(Ordering::Relaxed) {
+            self.slow.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until the queue has drained to [`ROOM_LOW`], or the client is found slow or away. Publishers call it
+    /// after queueing past [`ROOM_HIGH`]. A client that does not take [`ROOM_PROGRESS`] deliveries within each
+    /// `patience` counts as slow: a consumer that keeps up is waited for however deep its queue, one that does not
+    /// cannot hold its publishers back.
     pub(crate) async fn wait_for_room(&self, patience: std::time::Duration) {
         let room = self.room.get_or_init(|| Box::new(Notify::new()));
-        let notified = room.notified();
-        tokio::pin!(notified);
-        {
-            let mut outbox = self.outbox.lock();
-            if outbox.queue.len() <= ROOM_LOW || outbox.slow || !self.is_online() {
+        let mut last = usize::MAX;
+        loop {
+            let notified = room.notified();
+            tokio::pin!(notified);
+            {
+                let mut outbox = self.outbox.lock();
+                let queued = outbox.queue.len();
+                if queued <= ROOM_LOW || self.slow.load(Ordering::Relaxed) || !self.is_online() {
+                    return;
+                }
+                if queued.saturating_add(ROOM_PROGRESS) > last {
+                    drop(outbox);
+                    self.mark_slow();
+                    return;
+                }
+                last = queued;
+                outbox.publishers_waiting = true;
+                // Registered under the lock: the drain that crosses the mark cannot wake before this listens.
+                notified.as_mut().enable();
+            }
+            if tokio::time::timeout(patience, notified).await.is_ok() {
                 return;
             }
-            outbox.publishers_waiting = true;
-            // Registered under the lock: the drain that crosses the mark cannot wake before this listens.
-            notified.as_mut().enable();
-        }
-        if tokio::time::timeout(patience, notified).await.is_err() {
-            self.mark_slow();
         }
     }
 
@@ -285,7 +297,7 @@ impl SessionShared {
                     Enqueued::DroppedOldest(d) | Enqueued::DroppedNew(d) => dropped.push(d),
                 }
             }
-            (was_empty, outbox.queue.len() > ROOM_HIGH && !outbox.slow && self.is_online())
+            (was_empty, outbox.queue.len() > ROOM_HIGH && !self.slow.load(Ordering::Relaxed) && self.is_online())
         };
         if was_empty {
             self.notify.notify_one();
@@ -330,7 +342,7 @@ impl SessionShared {
             }
         }
         if outbox.queue.is_empty() {
-            outbox.slow = false;
+            self.mark_keeping_up();
             if outbox.queue.capacity() > 0 {
                 outbox.queue = VecDeque::new();
             }
@@ -418,4 +430,88 @@ pub(crate) struct PendingWill {
     pub(crate) publisher: ByteString,
     pub(crate) items: SessionItems,
     pub(crate) due: Instant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+    use corvid_protocol::{QoS, TopicName};
+    use std::time::Duration;
+
+    fn session(online: bool) -> Arc<SessionShared> {
+        let s =
+            SessionShared::new(1, ByteString::from("s"), SessionItems::default(), 100_000, OverflowPolicy::DropOldest);
+        s.set_online(online);
+        Arc::new(s)
+    }
+
+    fn deliveries(n: usize) -> Vec<Delivery> {
+        let message = Arc::new(Message::new(TopicName::new("t").unwrap(), "m", QoS::AtMostOnce, false));
+        (0..n)
+            .map(|_| Delivery {
+                message: message.clone(),
+                qos: QoS::AtMostOnce,
+                retain: false,
+                subscription_ids: Vec::new(),
+                seq: None,
+            })
+            .collect()
+    }
+
+    fn drain(s: &SessionShared, n: usize) {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let before = out.len();
+            s.take_batch(&mut out, n, 0);
+            assert!(out.len() > before, "queue ran dry");
+        }
+    }
+
+    #[test]
+    fn congested_past_the_high_water_mark_when_connected_and_keeping_up() {
+        let online = session(true);
+        assert!(!online.enqueue_all(&mut deliveries(ROOM_HIGH), |_| {}));
+        assert!(online.enqueue_all(&mut deliveries(1), |_| {}));
+        online.mark_slow();
+        assert!(!online.enqueue_all(&mut deliveries(1), |_| {}), "nobody waits for a slow client");
+        online.mark_keeping_up();
+        assert!(online.enqueue_all(&mut deliveries(1), |_| {}));
+        let offline = session(false);
+        assert!(!offline.enqueue_all(&mut deliveries(ROOM_HIGH + 1), |_| {}), "nobody waits for an absent client");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_publisher_goes_on_once_the_queue_drains() {
+        let s = session(true);
+        s.enqueue_all(&mut deliveries(ROOM_HIGH + 100), |_| {});
+        let waiter = tokio::spawn({
+            let s = s.clone();
+            async move { s.wait_for_room(Duration::from_secs(30)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "went on with a full queue");
+        drain(&s, ROOM_HIGH + 100 - ROOM_LOW);
+        tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("woken").expect("waiter");
+        assert!(!s.slow.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_drain_counts_as_slow_after_the_patience() {
+        let s = session(true);
+        s.enqueue_all(&mut deliveries(ROOM_HIGH + 100), |_| {});
+        // Progress of fewer than ROOM_PROGRESS deliveries per period is no progress.
+        let waiter = tokio::spawn({
+            let s = s.clone();
+            async move { s.wait_for_room(Duration::from_millis(50)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drain(&s, 10);
+        tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("gave up").expect("waiter");
+        assert!(s.slow.load(Ordering::Relaxed));
+        assert!(!s.enqueue_all(&mut deliveries(1), |_| {}));
+        // The client catches up: its queue empties, and it is waited for again.
+        drain(&s, s.queued());
+        assert!(!s.slow.load(Ordering::Relaxed));
+    }
 }

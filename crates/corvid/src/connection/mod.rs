@@ -35,9 +35,11 @@ const MIN_READ_WINDOW: usize = 256;
 const MAX_READ_WINDOW: usize = 64 * 1024;
 /// Deliveries taken from the queue per batch.
 const BATCH: usize = 256;
-/// How long a publisher waits for a subscriber it outran before that subscriber counts as slow (then its queue's
-/// overflow policy applies instead).
-const CONGESTION_PATIENCE: Duration = Duration::from_millis(50);
+/// How long a publisher waits for a subscriber it outran to make progress before that subscriber counts as slow
+/// (then its queue's overflow policy applies instead). A subscriber whose socket fills counts as slow at once; this
+/// catches one that stops draining otherwise (e.g. stops acknowledging QoS 1), and is long enough that a loaded
+/// machine's scheduling delays do not pass for it.
+const CONGESTION_PATIENCE: Duration = Duration::from_millis(250);
 
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -422,6 +424,7 @@ where
         // stays out of every connection's task.
         if self.write_now().await? {
             self.wbuf = BytesMut::new();
+            self.state.shared.mark_keeping_up();
             return Ok(());
         }
         // The client does not take what it is sent as fast: publishers stop waiting for it.
