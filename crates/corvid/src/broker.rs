@@ -107,6 +107,12 @@ impl Broker {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Milliseconds since the broker started, wrapping after 49 days: the clock of the keep-alive sweep, coarse
+    /// and small enough for an atomic in every connection's control block.
+    pub(crate) fn millis(&self) -> u32 {
+        self.started.elapsed().as_millis() as u32
+    }
+
     /// Sends an event to observers, building it only if somebody listens.
     pub(crate) fn emit(&self, event: impl FnOnce() -> Event) {
         if self.events.receiver_count() > 0 {

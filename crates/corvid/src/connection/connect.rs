@@ -14,7 +14,7 @@ use corvid_protocol::{
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// How long a new connection waits for the old one to hand its session over.
@@ -244,8 +244,6 @@ where
         control,
         state,
         will: connect.will.map(Box::new),
-        keep_alive: (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive))),
-        last_received: Instant::now(),
         send_quota: usize::from(client_receive_maximum.min(limits.max_inflight)),
         client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
         client_topic_alias_max: connect.properties.topic_alias_maximum.unwrap_or(0),
@@ -255,6 +253,7 @@ where
         pending_acks: std::collections::VecDeque::new(),
         read_window: super::MIN_READ_WINDOW,
     };
+    conn.control.start_keep_alive(keep_alive, broker.millis());
     conn.send(&Packet::ConnAck(connack));
     conn.state.shared.set_online(true);
     broker.stats.client_connected();

@@ -25,7 +25,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::time::Sleep;
 
 /// Write buffer size beyond which the driver writes before encoding more.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -44,7 +43,7 @@ pub(crate) enum CloseReason {
     ClientDisconnectWithWill,
     /// The socket closed or failed without DISCONNECT.
     ConnectionLost,
-    /// No packet within 1.5 times the keep-alive.
+    /// No packet within 1.5 times the keep-alive (the broker's keep-alive sweep asked the connection to end).
     KeepAliveTimeout,
     /// The client broke the protocol; DISCONNECT with this code was sent to MQTT 5 clients.
     ProtocolViolation(ReasonCode),
@@ -98,8 +97,6 @@ pub(crate) struct Connection<S> {
     state: SessionState,
     /// Boxed: most clients have none, and this struct lives as long as the connection.
     will: Option<Box<Will>>,
-    keep_alive: Option<Duration>,
-    last_received: Instant,
     /// What the client accepts: Receive Maximum (bounded by ours), Maximum Packet Size, Topic Alias Maximum.
     send_quota: usize,
     client_max_packet_size: u32,
@@ -134,18 +131,6 @@ async fn front_ready(acks: &mut VecDeque<PendingAck>) -> bool {
     match acks.front_mut() {
         Some(PendingAck { ticket: Some(ticket), .. }) => ticket.await.unwrap_or(false),
         _ => true,
-    }
-}
-
-/// Why a connection whose token was cancelled ends: taken over, kicked, or (the token being a child of the
-/// broker's) the server stopping.
-fn end_reason(control: &ConnControl) -> CloseReason {
-    if control.is_taken_over() {
-        CloseReason::TakenOver
-    } else if let Some(code) = control.kick_reason() {
-        CloseReason::Kicked(code)
-    } else {
-        CloseReason::ServerShutdown
     }
 }
 
@@ -219,7 +204,6 @@ where
         let broker = self.broker.clone();
         let shared = self.state.shared.clone();
         let control = self.control.clone();
-        let mut keep_alive: Option<Pin<Box<Sleep>>> = self.keep_alive.map(|k| Box::pin(tokio::time::sleep(k)));
         // Packets that arrived together with CONNECT.
         if let Err(reason) = self.handle_input().await {
             return reason;
@@ -234,7 +218,7 @@ where
             let room = self.state.inflight.len() < self.send_quota;
             tokio::select! {
                 biased;
-                () = control.cancel.cancelled() => return end_reason(&control),
+                () = control.cancel.cancelled() => return control.end_reason(),
                 read = read_some(&mut self.stream, &mut self.rbuf, self.read_window) => {
                     match read {
                         Ok((0, _)) | Err(_) => return CloseReason::ConnectionLost,
@@ -244,7 +228,7 @@ where
                             }
                             add(&broker.stats.bytes_received, n as u64);
                             add(&control.info.bytes_received, n as u64);
-                            self.last_received = Instant::now();
+                            control.active(broker.millis());
                             if let Err(reason) = self.handle_input().await {
                                 return reason;
                             }
@@ -255,16 +239,6 @@ where
                 durable = front_ready(&mut self.pending_acks), if !self.pending_acks.is_empty() => {
                     if let Err(reason) = self.release_acks(durable) {
                         return reason;
-                    }
-                }
-                () = async { if let Some(k) = keep_alive.as_mut() { k.as_mut().await } }, if keep_alive.is_some() => {
-                    let limit = self.keep_alive.map(|k| k + k / 2).unwrap_or_default();
-                    let deadline = self.last_received + limit;
-                    if Instant::now() >= deadline {
-                        return CloseReason::KeepAliveTimeout;
-                    }
-                    if let Some(k) = keep_alive.as_mut() {
-                        k.as_mut().reset(tokio::time::Instant::from_std(deadline));
                     }
                 }
             }
@@ -378,14 +352,15 @@ where
     }
 
     /// Writes the buffer like [`Self::flush`], but gives up when the connection is asked to end (takeover, kick,
-    /// shutdown) or the client has neither sent a packet nor taken a byte for 1.5 times the keep-alive, so a
-    /// client that stopped reading cannot pin its connection. Unwritten bytes stay in the buffer.
+    /// shutdown, or the keep-alive sweep once the client has neither sent a packet nor taken a byte for 1.5 times
+    /// the keep-alive), so a client that stopped reading cannot pin its connection. Unwritten bytes stay in the
+    /// buffer.
     async fn flush_or_end(&mut self) -> Result<(), CloseReason> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        // The socket nearly always takes everything at once; waiting, with its timer, is the boxed slow path and
-        // stays out of every connection's task.
+        // The socket nearly always takes everything at once; waiting is the boxed slow path and stays out of every
+        // connection's task.
         if self.write_now().await? {
             self.wbuf = BytesMut::new();
             return Ok(());
@@ -425,17 +400,8 @@ where
     async fn flush_or_end_waiting(&mut self) -> Result<(), CloseReason> {
         let control = self.control.clone();
         let broker = self.broker.clone();
-        let limit = self.keep_alive.map(|k| k + k / 2);
-        let mut progress = Instant::now();
         let mut flushed = false;
         while !flushed {
-            let deadline = limit.map(|l| tokio::time::Instant::from_std(progress.max(self.last_received) + l));
-            let stalled = async move {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
             let writing = !self.wbuf.is_empty();
             let stream = &mut self.stream;
             let wbuf = &mut self.wbuf;
@@ -452,14 +418,15 @@ where
             };
             let written = tokio::select! {
                 biased;
-                () = control.cancel.cancelled() => Err(end_reason(&control)),
-                () = stalled => Err(CloseReason::KeepAliveTimeout),
+                () = control.cancel.cancelled() => Err(control.end_reason()),
                 result = io => result.map_err(|_| CloseReason::ConnectionLost),
             }?;
             if writing {
                 add(&broker.stats.bytes_sent, written as u64);
                 add(&control.info.bytes_sent, written as u64);
-                progress = Instant::now();
+                // Taking bytes counts as activity for the keep-alive sweep while the broker, busy writing, reads
+                // nothing: a client that reads a long backlog slowly is not cut off.
+                control.active(broker.millis());
             } else {
                 flushed = true;
             }
