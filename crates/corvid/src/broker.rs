@@ -27,7 +27,7 @@ pub(crate) struct Broker {
     pub(crate) retained: Retained,
     pub(crate) registry: Registry,
     pub(crate) stats: Stats,
-    /// Cancelled when the server stops.
+    /// Cancelled when the server stops (connections hear it from the registry, see [`Self::stop`]).
     pub(crate) shutdown: CancellationToken,
     /// Owns every connection task, so stop can wait for them.
     pub(crate) tasks: TaskTracker,
@@ -105,6 +105,13 @@ impl Broker {
     /// A number unique for this broker: session ids and connection generations.
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Tells every task to stop: the listeners and background tasks through the shutdown token, the connections
+    /// through the registry.
+    pub(crate) fn stop(&self) {
+        self.shutdown.cancel();
+        self.registry.stop_all();
     }
 
     /// Milliseconds since the broker started, wrapping after 49 days: the clock of the keep-alive sweep, coarse

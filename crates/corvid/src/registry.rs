@@ -4,6 +4,9 @@
 //! connection holds it, leaves a hand-off request in that connection's control block under the same lock. The old
 //! connection, when it ends for whatever reason, looks for that request under the lock before it stores its session,
 //! so the session goes to exactly one place.
+//!
+//! The registry also reaches every running connection to end it: a kick, the keep-alive sweep, and the server
+//! stopping all leave their request in the connection's control block and wake its task.
 
 use crate::connection::CloseReason;
 use crate::session::{PendingWill, SessionShared, SessionState};
@@ -13,10 +16,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 use std::time::SystemTime;
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 /// Why a connection is asked to end.
 pub(crate) enum Handoff {
@@ -26,6 +29,8 @@ pub(crate) enum Handoff {
     Kick(ReasonCode),
     /// The client sent nothing for longer than one and a half times its keep-alive.
     KeepAliveTimeout,
+    /// The server is stopping.
+    ServerShutdown,
 }
 
 /// Facts and counters of a running connection.
@@ -57,8 +62,10 @@ impl ConnInfo {
 
 /// How the registry reaches a running connection.
 pub(crate) struct ConnControl {
-    pub(crate) cancel: CancellationToken,
-    handoff: Mutex<Option<Handoff>>,
+    /// Why the connection is asked to end, if it is, and the waker of its task while it waits: under one lock, so
+    /// no request slips between the task's look and its wait. No cancellation token: a child token of the
+    /// broker's would be one more allocation for every connection.
+    end: Mutex<EndRequest>,
     /// Set when the process deletes the session: the connection ends it instead of storing it.
     pub(crate) delete_session: AtomicBool,
     /// When the client was last active, in [`crate::broker::Broker::millis`]. Written by the connection, read by
@@ -69,12 +76,17 @@ pub(crate) struct ConnControl {
     pub(crate) info: ConnInfo,
 }
 
+/// See [`ConnControl::end`].
+#[derive(Default)]
+struct EndRequest {
+    handoff: Option<Handoff>,
+    waker: Option<Waker>,
+}
+
 impl ConnControl {
-    /// `shutdown` is the broker's: the connection's token is its child, so that one wait covers both.
-    pub(crate) fn new(info: ConnInfo, shutdown: &CancellationToken) -> Self {
+    pub(crate) fn new(info: ConnInfo) -> Self {
         Self {
-            cancel: shutdown.child_token(),
-            handoff: Mutex::new(None),
+            end: Mutex::new(EndRequest::default()),
             delete_session: AtomicBool::new(false),
             last_active: AtomicU32::new(0),
             keep_alive: AtomicU16::new(0),
@@ -105,20 +117,52 @@ impl ConnControl {
         i64::from(silent) > i64::from(seconds) * 1500
     }
 
-    /// The hand-off request left for this connection, if any. Only called under the registry lock.
-    fn take_handoff(&self) -> Option<Handoff> {
-        self.handoff.lock().take()
+    /// Asks the connection to end and wakes its task. A takeover replaces any earlier request (the session must
+    /// go to the new connection); anything else keeps the first one.
+    fn request_end(&self, handoff: Handoff) {
+        let waker = {
+            let mut end = self.end.lock();
+            if end.handoff.is_some() && !matches!(handoff, Handoff::TakeOver(_)) {
+                return;
+            }
+            end.handoff = Some(handoff);
+            end.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
-    /// Why a connection whose token was cancelled ends: taken over, kicked, timed out by the keep-alive sweep, or
-    /// (nothing asked: the token being a child of the broker's) the server stopping. Any takeover request stays
-    /// in place.
+    /// Ready once the connection is asked to end; otherwise keeps the waker to wake when it is.
+    pub(crate) fn poll_end(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut end = self.end.lock();
+        if end.handoff.is_some() {
+            return Poll::Ready(());
+        }
+        match &mut end.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Completes once the connection is asked to end. A hand-written poll: small in every connection's task.
+    pub(crate) fn ended(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| self.poll_end(cx))
+    }
+
+    /// The hand-off request left for this connection, if any. Only called under the registry lock.
+    fn take_handoff(&self) -> Option<Handoff> {
+        self.end.lock().handoff.take()
+    }
+
+    /// Why a connection asked to end ends (any takeover request stays in place).
     pub(crate) fn end_reason(&self) -> CloseReason {
-        match &*self.handoff.lock() {
+        match &self.end.lock().handoff {
             Some(Handoff::TakeOver(_)) => CloseReason::TakenOver,
             Some(Handoff::Kick(code)) => CloseReason::Kicked(*code),
             Some(Handoff::KeepAliveTimeout) => CloseReason::KeepAliveTimeout,
-            None => CloseReason::ServerShutdown,
+            Some(Handoff::ServerShutdown) | None => CloseReason::ServerShutdown,
         }
     }
 }
@@ -161,6 +205,9 @@ pub(crate) enum Released {
 #[derive(Default)]
 pub(crate) struct Registry {
     entries: Mutex<HashMap<ByteString, Entry>>,
+    /// Set, under the entries lock, when the server stops: a connection claiming its client identifier later is
+    /// asked to end at once.
+    stopping: AtomicBool,
 }
 
 /// What the registry sweep found due.
@@ -174,14 +221,16 @@ impl Registry {
     /// Makes the calling connection the owner of `client_id` and says what it found.
     pub(crate) fn claim(&self, client_id: &ByteString, generation: u64, control: Arc<ConnControl>) -> Previous {
         let mut entries = self.entries.lock();
+        if self.stopping.load(Ordering::Relaxed) {
+            control.request_end(Handoff::ServerShutdown);
+        }
         let new = Entry::Online { generation, control, session: None };
         match entries.insert(client_id.clone(), new) {
             None => Previous::None,
             Some(Entry::Offline(offline)) => Previous::Offline(offline),
             Some(Entry::Online { control: old, .. }) => {
                 let (tx, rx) = oneshot::channel();
-                *old.handoff.lock() = Some(Handoff::TakeOver(tx));
-                old.cancel.cancel();
+                old.request_end(Handoff::TakeOver(tx));
                 Previous::Online(rx)
             }
         }
@@ -272,11 +321,7 @@ impl Registry {
                 if delete {
                     control.delete_session.store(true, Ordering::Relaxed);
                 }
-                let mut slot = control.handoff.lock();
-                if slot.is_none() {
-                    *slot = Some(Handoff::Kick(reason));
-                }
-                control.cancel.cancel();
+                control.request_end(Handoff::Kick(reason));
                 true
             }
             _ => false,
@@ -292,11 +337,19 @@ impl Registry {
             if let Entry::Online { control, .. } = entry
                 && control.is_silent(now)
             {
-                let mut slot = control.handoff.lock();
-                if slot.is_none() {
-                    *slot = Some(Handoff::KeepAliveTimeout);
-                    control.cancel.cancel();
-                }
+                control.request_end(Handoff::KeepAliveTimeout);
+            }
+        }
+    }
+
+    /// Asks every running connection to end because the server stops, and any that claims its client identifier
+    /// from now on.
+    pub(crate) fn stop_all(&self) {
+        let entries = self.entries.lock();
+        self.stopping.store(true, Ordering::Relaxed);
+        for entry in entries.values() {
+            if let Entry::Online { control, .. } = entry {
+                control.request_end(Handoff::ServerShutdown);
             }
         }
     }
@@ -345,5 +398,79 @@ impl Registry {
         let entries = self.entries.lock();
         let online = entries.values().filter(|e| matches!(e, Entry::Online { .. })).count();
         (entries.len(), online)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Wake;
+
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn control() -> Arc<ConnControl> {
+        let info = ConnInfo::new("127.0.0.1:1".parse().unwrap(), ProtocolVersion::V5, None);
+        Arc::new(ConnControl::new(info))
+    }
+
+    #[test]
+    fn a_request_wakes_the_waiting_task_once_and_the_first_reason_stays() {
+        let registry = Registry::default();
+        let control = control();
+        let id = ByteString::from("a");
+        assert!(matches!(registry.claim(&id, 1, control.clone()), Previous::None));
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(control.poll_end(&mut cx).is_pending());
+        assert!(registry.kick(&id, ReasonCode::AdministrativeAction, false));
+        assert!(flag.0.load(Ordering::SeqCst));
+        assert!(control.poll_end(&mut cx).is_ready());
+        registry.stop_all();
+        assert_eq!(control.end_reason(), CloseReason::Kicked(ReasonCode::AdministrativeAction));
+        // A takeover replaces it: the session must reach the new connection.
+        assert!(matches!(registry.claim(&id, 2, self::control()), Previous::Online(_)));
+        assert_eq!(control.end_reason(), CloseReason::TakenOver);
+    }
+
+    #[test]
+    fn a_connection_that_claims_after_stop_is_asked_to_end() {
+        let registry = Registry::default();
+        registry.stop_all();
+        let control = control();
+        registry.claim(&ByteString::from("late"), 1, control.clone());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(control.poll_end(&mut cx).is_ready());
+        assert_eq!(control.end_reason(), CloseReason::ServerShutdown);
+    }
+
+    #[test]
+    fn only_clients_silent_beyond_one_and_a_half_keep_alives_are_ended() {
+        let registry = Registry::default();
+        let (quiet, talking, forever) = (control(), control(), control());
+        quiet.start_keep_alive(10, 1_000);
+        talking.start_keep_alive(10, 1_000);
+        forever.start_keep_alive(0, 1_000);
+        registry.claim(&ByteString::from("quiet"), 1, quiet.clone());
+        registry.claim(&ByteString::from("talking"), 2, talking.clone());
+        registry.claim(&ByteString::from("forever"), 3, forever.clone());
+        let mut cx = Context::from_waker(Waker::noop());
+        registry.end_silent(16_000);
+        assert!(quiet.poll_end(&mut cx).is_pending(), "15 s of silence is not beyond 15 s");
+        talking.active(16_000);
+        // A time recorded after the sweep's own is no silence.
+        talking.active(16_050);
+        registry.end_silent(16_001);
+        assert!(quiet.poll_end(&mut cx).is_ready());
+        assert_eq!(quiet.end_reason(), CloseReason::KeepAliveTimeout);
+        assert!(talking.poll_end(&mut cx).is_pending());
+        registry.end_silent(u32::MAX);
+        assert!(forever.poll_end(&mut cx).is_pending());
     }
 }

@@ -144,7 +144,7 @@ impl Server {
     }
 
     async fn shutdown(&self) {
-        self.broker.shutdown.cancel();
+        self.broker.stop();
         self.broker.tasks.close();
         self.broker.emit(|| Event::ServerStopped);
         if tokio::time::timeout(Duration::from_secs(5), self.broker.tasks.wait()).await.is_err() {
@@ -164,7 +164,7 @@ impl Server {
 impl Drop for Server {
     /// Cancels every task of the server; [`Server::stop`] also waits for them.
     fn drop(&mut self) {
-        self.broker.shutdown.cancel();
+        self.broker.stop();
         if let Some(durable) = &self.broker.durable {
             durable.close();
         }

@@ -180,7 +180,7 @@ where
     // Claim the client identifier; take the session over from another connection if needed.
     let generation = broker.next_id();
     let info = ConnInfo::new(remote, version, connect.username.clone());
-    let control = Arc::new(ConnControl::new(info, &broker.shutdown));
+    let control = Arc::new(ConnControl::new(info));
     crate::stats::add(&control.info.messages_received, 1); // the CONNECT
     let previous = match broker.registry.claim(&client_id, generation, control.clone()) {
         Previous::None => None,

@@ -218,7 +218,7 @@ where
             let room = self.state.inflight.len() < self.send_quota;
             tokio::select! {
                 biased;
-                () = control.cancel.cancelled() => return control.end_reason(),
+                () = control.ended() => return control.end_reason(),
                 read = read_some(&mut self.stream, &mut self.rbuf, self.read_window) => {
                     match read {
                         Ok((0, _)) | Err(_) => return CloseReason::ConnectionLost,
@@ -418,7 +418,7 @@ where
             };
             let written = tokio::select! {
                 biased;
-                () = control.cancel.cancelled() => Err(control.end_reason()),
+                () = control.ended() => Err(control.end_reason()),
                 result = io => result.map_err(|_| CloseReason::ConnectionLost),
             }?;
             if writing {
