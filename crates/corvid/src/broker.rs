@@ -236,7 +236,8 @@ impl Broker {
             let wanted = qos != QoS::AtMostOnce || session.is_online();
             let allowed = || match &self.options.hooks.delivery_filter {
                 Some(filter) => {
-                    filter(&DeliveryContext { client_id: &session.client_id, session_items: &session.items, message })
+                    let session_items = &session.items();
+                    filter(&DeliveryContext { client_id: &session.client_id, session_items, message })
                 }
                 None => true,
             };
@@ -334,13 +335,10 @@ impl Broker {
         if send_retained {
             // The delivery filter (the receive-side ACL) sees retained messages too.
             let delivery_filter = self.options.hooks.delivery_filter.as_ref();
+            let items = delivery_filter.map(|_| session.items());
             for message in self.retained.matching(&filter, Instant::now()) {
-                if let Some(allowed) = delivery_filter
-                    && !allowed(&DeliveryContext {
-                        client_id: &session.client_id,
-                        session_items: &session.items,
-                        message: &message,
-                    })
+                if let (Some(allowed), Some(session_items)) = (delivery_filter, &items)
+                    && !allowed(&DeliveryContext { client_id: &session.client_id, session_items, message: &message })
                 {
                     continue;
                 }

@@ -1,7 +1,7 @@
 //! Session state: the part shared with publishers (identity and outbound queue) and the part owned by whichever
 //! task serves the session (subscriptions, packet identifiers, inflight messages).
 
-use crate::items::SessionItems;
+use crate::items::{ItemsSlot, SessionItems};
 use crate::message::Delivery;
 use crate::options::OverflowPolicy;
 use corvid_protocol::{ByteString, PacketId, SubscriptionOptions, TopicFilter, Will};
@@ -17,8 +17,8 @@ pub(crate) struct SessionShared {
     /// Unique for the broker's lifetime; distinguishes a session from a later one with the same client id.
     pub(crate) id: u64,
     pub(crate) client_id: ByteString,
-    /// Items for hooks; they live as long as the session.
-    pub(crate) items: SessionItems,
+    /// Items for hooks; they live as long as the session. Reached through [`Self::items`].
+    pub(crate) items: ItemsSlot,
     /// The session's subscriptions (the index holds them too, for matching).
     pub(crate) subscriptions: Mutex<SessionSubscriptions>,
     pub(crate) created: SystemTime,
@@ -104,13 +104,7 @@ pub(crate) enum Enqueued {
 }
 
 impl SessionShared {
-    pub(crate) fn new(
-        id: u64,
-        client_id: ByteString,
-        items: SessionItems,
-        limit: usize,
-        policy: OverflowPolicy,
-    ) -> Self {
+    pub(crate) fn new(id: u64, client_id: ByteString, items: ItemsSlot, limit: usize, policy: OverflowPolicy) -> Self {
         Self {
             id,
             client_id,
@@ -126,6 +120,11 @@ impl SessionShared {
             online: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         }
+    }
+
+    /// The session's items (for hooks).
+    pub(crate) fn items(self: &Arc<Self>) -> SessionItems {
+        SessionItems::of(self.clone())
     }
 
     pub(crate) fn expiry_interval(&self) -> u32 {

@@ -4,7 +4,7 @@ use super::Connection;
 use crate::broker::Broker;
 use crate::events::Event;
 use crate::hooks::ConnectContext;
-use crate::items::SessionItems;
+use crate::items::{ItemsSlot, SessionItems};
 use crate::registry::{ConnControl, ConnInfo, Previous};
 use crate::session::{SessionShared, SessionState};
 use crate::stats::add;
@@ -132,12 +132,23 @@ where
         refuse(&mut stream, version, ReasonCode::NotAuthorized).await;
         return None;
     }
-    let items = SessionItems::default();
+    // Made only for the hooks of the handshake; a session whose hooks store nothing has no items at all.
+    let mut items: Option<SessionItems> = None;
     // MQTT 5 enhanced authentication: the AUTH exchange, before the validator sees the connection.
     let mut auth_data = None;
     if let Some(method) = &method {
         let first = connect.properties.authentication_data.clone();
-        match super::auth::exchange(&broker, &mut stream, &mut rbuf, &client_id, method, first, &items).await {
+        match super::auth::exchange(
+            &broker,
+            &mut stream,
+            &mut rbuf,
+            &client_id,
+            method,
+            first,
+            items.get_or_insert_default(),
+        )
+        .await
+        {
             super::auth::Outcome::Success(data) => auth_data = data,
             super::auth::Outcome::Refused(code) => {
                 tracing::info!(client_id = %client_id, %remote, code = %code, "enhanced authentication failed");
@@ -157,7 +168,7 @@ where
             will: connect.will.clone(),
             user_properties: connect.properties.user_properties.clone(),
             client_certificate_subject,
-            session_items: items.clone(),
+            session_items: items.get_or_insert_default().clone(),
             reason_code: ReasonCode::Success,
             reason_string: None,
         };
@@ -191,7 +202,9 @@ where
     let (state, session_present) = match previous {
         // A session with expiry 0 (clean session) ends with its connection, even one closed by this takeover.
         Some(state) if !connect.clean_start && state.shared.expiry_interval() > 0 => {
-            state.shared.items.absorb(&items);
+            if let Some(items) = &items {
+                state.shared.items().absorb(items);
+            }
             (state, true)
         }
         Some(old) => {
@@ -277,12 +290,12 @@ where
     Some(conn)
 }
 
-fn new_state(broker: &Broker, client_id: &ByteString, items: SessionItems) -> SessionState {
+fn new_state(broker: &Broker, client_id: &ByteString, items: Option<SessionItems>) -> SessionState {
     let limits = &broker.options.limits;
     let shared = Arc::new(SessionShared::new(
         broker.next_id(),
         client_id.clone(),
-        items,
+        ItemsSlot::adopt(items),
         limits.max_pending_messages_per_client,
         limits.pending_overflow,
     ));

@@ -102,7 +102,7 @@ where
             let shared = &self.state.shared;
             let (decision, published) = self
                 .broker
-                .intercept_and_publish(Some(&self.client_id), &shared.items, message, Some(shared.id), extra)
+                .intercept_and_publish(Some(&self.client_id), &shared.items(), message, Some(shared.id), extra)
                 .await;
             let code = match decision {
                 PublishDecision::Refuse(code) => code,
@@ -283,7 +283,7 @@ where
                     client_id: self.client_id.clone(),
                     topic_filter: filter.clone(),
                     options,
-                    session_items: self.state.shared.items.clone(),
+                    session_items: self.state.shared.items(),
                     decision: SubscriptionDecision::Accept,
                 };
                 let ctx = hook.run(ctx).await;
@@ -322,7 +322,7 @@ where
                 let ctx = UnsubscriptionContext {
                     client_id: self.client_id.clone(),
                     topic_filter: filter.clone(),
-                    session_items: self.state.shared.items.clone(),
+                    session_items: self.state.shared.items(),
                     decision: SubscriptionDecision::Accept,
                 };
                 let ctx = hook.run(ctx).await;

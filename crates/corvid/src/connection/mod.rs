@@ -487,12 +487,7 @@ where
                 None
             } else {
                 let due = now + Duration::from_secs(u64::from(delay.min(expiry)));
-                Some(PendingWill {
-                    will,
-                    publisher: self.client_id.clone(),
-                    items: self.state.shared.items.clone(),
-                    due,
-                })
+                Some(PendingWill { will, publisher: self.client_id.clone(), items: self.state.shared.items(), due })
             }
         });
         let deleted = self.control.delete_session.load(std::sync::atomic::Ordering::Relaxed);
@@ -507,7 +502,7 @@ where
             kind: reason.kind(),
             reason_code: reason.reason_code(),
         });
-        let items = self.state.shared.items.clone();
+        let items = self.state.shared.items();
         if persist.is_some() {
             broker.persist_session(&self.state.shared, Some(std::time::SystemTime::now()));
         }
