@@ -9,8 +9,8 @@ use parking_lot::Mutex;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::{Instant, SystemTime};
-use tokio::sync::Notify;
 
 /// The part of a session that publishers reach: its identity and its bounded outbound queue.
 pub(crate) struct SessionShared {
@@ -31,8 +31,6 @@ pub(crate) struct SessionShared {
     /// Whether the durable store has a record of this session.
     stored: AtomicBool,
     outbox: Mutex<Outbox>,
-    /// Woken when the queue goes from empty to non-empty.
-    pub(crate) notify: Notify,
     online: AtomicBool,
     /// Messages dropped by the overflow policy.
     pub(crate) dropped: AtomicU64,
@@ -90,6 +88,10 @@ struct Outbox {
     queue: VecDeque<Delivery>,
     limit: usize,
     policy: OverflowPolicy,
+    /// The serving connection's task while it waits for the empty queue to fill: under the queue's own lock, so
+    /// no delivery slips between its look and its wait. Smaller than a `Notify` here and its `Notified` future in
+    /// every connection's task.
+    waker: Option<Waker>,
 }
 
 /// What happened to a delivery offered to a session's queue.
@@ -115,8 +117,7 @@ impl SessionShared {
             durable: AtomicBool::new(false),
             next_seq: AtomicU64::new(1),
             stored: AtomicBool::new(false),
-            outbox: Mutex::new(Outbox { queue: VecDeque::new(), limit, policy }),
-            notify: Notify::new(),
+            outbox: Mutex::new(Outbox { queue: VecDeque::new(), limit, policy, waker: None }),
             online: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         }
@@ -165,13 +166,34 @@ impl SessionShared {
 
     pub(crate) fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Relaxed);
+        if !online {
+            // The waker of the connection's task would keep the task's memory as long as the session lives.
+            self.outbox.lock().waker = None;
+        }
+    }
+
+    /// Ready when deliveries are queued; otherwise keeps the waker, which the next delivery wakes.
+    pub(crate) fn poll_queued(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut outbox = self.outbox.lock();
+        if !outbox.queue.is_empty() {
+            return Poll::Ready(());
+        }
+        match &mut outbox.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Completes when deliveries are queued. A hand-written poll: small in every connection's task.
+    pub(crate) fn queued_wait(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| self.poll_queued(cx))
     }
 
     /// Offers a delivery to the queue, applying the overflow policy, and wakes the serving task.
     pub(crate) fn enqueue(&self, delivery: Delivery) -> Enqueued {
-        let (result, was_empty) = {
+        let (result, waker) = {
             let mut outbox = self.outbox.lock();
-            let was_empty = outbox.queue.is_empty();
             let result = if outbox.queue.len() < outbox.limit {
                 outbox.queue.push_back(delivery);
                 Enqueued::Queued
@@ -188,27 +210,27 @@ impl SessionShared {
                     }
                 }
             };
-            (result, was_empty)
+            // A waiting task left its waker only while the queue was empty.
+            (result, outbox.waker.take())
         };
         if !matches!(result, Enqueued::Queued) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        if was_empty {
-            self.notify.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
         }
         result
     }
 
     /// Queues a delivery whatever the bound (retained messages at subscribe, which the retained store bounds).
     pub(crate) fn enqueue_unbounded(&self, delivery: Delivery) {
-        let was_empty = {
+        let waker = {
             let mut outbox = self.outbox.lock();
-            let was_empty = outbox.queue.is_empty();
             outbox.queue.push_back(delivery);
-            was_empty
+            outbox.waker.take()
         };
-        if was_empty {
-            self.notify.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
@@ -235,14 +257,6 @@ impl SessionShared {
         }
         if outbox.queue.is_empty() && outbox.queue.capacity() > 0 {
             outbox.queue = VecDeque::new();
-        }
-    }
-
-    /// Puts deliveries back at the front of the queue, in order (used when a connection ends mid-batch).
-    pub(crate) fn requeue_front(&self, deliveries: impl DoubleEndedIterator<Item = Delivery>) {
-        let mut outbox = self.outbox.lock();
-        for d in deliveries.rev() {
-            outbox.queue.push_front(d);
         }
     }
 
@@ -281,12 +295,43 @@ pub(crate) struct SessionState {
     pub(crate) inflight: VecDeque<Inflight>,
     next_packet_id: u16,
     /// Inbound QoS 2 packet identifiers received and not yet released by PUBREL.
-    pub(crate) incoming_qos2: HashSet<u16>,
+    pub(crate) incoming_qos2: IncomingQos2,
+}
+
+/// A set of inbound QoS 2 packet identifiers, made on first use: most clients never publish at QoS 2, and an empty
+/// hash set inline would cost every connection's task 48 bytes.
+#[derive(Default)]
+#[allow(clippy::box_collection)] // the box is the point: 8 bytes inline instead of 48
+pub(crate) struct IncomingQos2(Option<Box<HashSet<u16>>>);
+
+impl IncomingQos2 {
+    pub(crate) fn contains(&self, id: &u16) -> bool {
+        self.0.as_ref().is_some_and(|set| set.contains(id))
+    }
+
+    pub(crate) fn insert(&mut self, id: u16) -> bool {
+        self.0.get_or_insert_default().insert(id)
+    }
+
+    pub(crate) fn remove(&mut self, id: &u16) -> bool {
+        self.0.as_mut().is_some_and(|set| set.remove(id))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |set| set.len())
+    }
+
+    pub(crate) fn extend(&mut self, ids: impl IntoIterator<Item = u16>) {
+        let mut ids = ids.into_iter().peekable();
+        if ids.peek().is_some() {
+            self.0.get_or_insert_default().extend(ids);
+        }
+    }
 }
 
 impl SessionState {
     pub(crate) fn new(shared: Arc<SessionShared>) -> Self {
-        Self { shared, inflight: VecDeque::new(), next_packet_id: 1, incoming_qos2: HashSet::new() }
+        Self { shared, inflight: VecDeque::new(), next_packet_id: 1, incoming_qos2: IncomingQos2::default() }
     }
 
     /// A packet identifier not used by any inflight message.
