@@ -120,7 +120,7 @@ impl Server {
                 expires_in,
                 pending_messages: shared.queued(),
                 subscriptions: shared.subscriptions.lock().iter().map(|(f, (o, _))| (f.clone(), *o)).collect(),
-                items: shared.items.clone(),
+                items: shared.items(),
             });
         });
         out

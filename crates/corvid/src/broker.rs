@@ -28,7 +28,7 @@ pub(crate) struct Broker {
     pub(crate) retained: Retained,
     pub(crate) registry: Registry,
     pub(crate) stats: Stats,
-    /// Cancelled when the server stops.
+    /// Cancelled when the server stops (connections hear it from the registry, see [`Self::stop`]).
     pub(crate) shutdown: CancellationToken,
     /// Owns every connection task, so stop can wait for them.
     pub(crate) tasks: TaskTracker,
@@ -109,6 +109,19 @@ impl Broker {
     /// A number unique for this broker: session ids and connection generations.
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Tells every task to stop: the listeners and background tasks through the shutdown token, the connections
+    /// through the registry.
+    pub(crate) fn stop(&self) {
+        self.shutdown.cancel();
+        self.registry.stop_all();
+    }
+
+    /// Milliseconds since the broker started, wrapping after 49 days: the clock of the keep-alive sweep, coarse
+    /// and small enough for an atomic in every connection's control block.
+    pub(crate) fn millis(&self) -> u32 {
+        self.started.elapsed().as_millis() as u32
     }
 
     /// Sends an event to observers, building it only if somebody listens.
@@ -307,7 +320,8 @@ impl Broker {
             let wanted = qos != QoS::AtMostOnce || online;
             let allowed = || match &self.options.hooks.delivery_filter {
                 Some(filter) => {
-                    filter(&DeliveryContext { client_id: &session.client_id, session_items: &session.items, message })
+                    let session_items = &session.items();
+                    filter(&DeliveryContext { client_id: &session.client_id, session_items, message })
                 }
                 None => true,
             };
@@ -444,13 +458,10 @@ impl Broker {
         if send_retained {
             // The delivery filter (the receive-side ACL) sees retained messages too.
             let delivery_filter = self.options.hooks.delivery_filter.as_ref();
+            let items = delivery_filter.map(|_| session.items());
             for message in self.retained.matching(&filter, Instant::now()) {
-                if let Some(allowed) = delivery_filter
-                    && !allowed(&DeliveryContext {
-                        client_id: &session.client_id,
-                        session_items: &session.items,
-                        message: &message,
-                    })
+                if let (Some(allowed), Some(session_items)) = (delivery_filter, &items)
+                    && !allowed(&DeliveryContext { client_id: &session.client_id, session_items, message: &message })
                 {
                     continue;
                 }
@@ -535,7 +546,7 @@ mod tests {
         let shared = Arc::new(SessionShared::new(
             broker.next_id(),
             ByteString::from(name),
-            SessionItems::default(),
+            crate::items::ItemsSlot::default(),
             100,
             OverflowPolicy::DropOldest,
         ));

@@ -38,6 +38,9 @@ const RECENT_MISSES: usize = 8;
 /// A full cache admits a topic only when it missed recently too, so a client that publishes to ever new topics
 /// pays a hash per message rather than an allocation.
 pub(crate) struct RouteCache {
+    /// A session this connection's messages filled past its high-water mark: the connection reads nothing more
+    /// until it drains. Kept here, with the other state only publishers have, to keep every connection small.
+    pub(crate) congested: Option<Arc<SessionShared>>,
     generation: u64,
     entries: Vec<(TopicName, Vec<Target>)>,
     recent_misses: [u64; RECENT_MISSES],
@@ -47,7 +50,14 @@ pub(crate) struct RouteCache {
 
 impl RouteCache {
     pub(crate) fn new(generation: u64) -> Self {
-        Self { generation, entries: Vec::new(), recent_misses: [0; RECENT_MISSES], next_miss: 0, next_evict: 0 }
+        Self {
+            congested: None,
+            generation,
+            entries: Vec::new(),
+            recent_misses: [0; RECENT_MISSES],
+            next_miss: 0,
+            next_evict: 0,
+        }
     }
 
     /// The index of `topic`'s targets, after forgetting everything if the subscription index changed.

@@ -91,6 +91,7 @@ impl Server {
             broker.tasks.spawn(accept_loop(broker.clone(), listener, acceptor));
         }
         broker.tasks.spawn(sweep_loop(broker.clone()));
+        broker.tasks.spawn(keep_alive_loop(broker.clone()));
         if let Some(interval) = broker.options.sys_interval {
             broker.tasks.spawn(crate::sys::publish_loop(broker.clone(), interval));
         }
@@ -143,7 +144,7 @@ impl Server {
     }
 
     async fn shutdown(&self) {
-        self.broker.shutdown.cancel();
+        self.broker.stop();
         self.broker.tasks.close();
         self.broker.emit(|| Event::ServerStopped);
         if tokio::time::timeout(Duration::from_secs(5), self.broker.tasks.wait()).await.is_err() {
@@ -163,7 +164,7 @@ impl Server {
 impl Drop for Server {
     /// Cancels every task of the server; [`Server::stop`] also waits for them.
     fn drop(&mut self) {
-        self.broker.shutdown.cancel();
+        self.broker.stop();
         if let Some(durable) = &self.broker.durable {
             durable.close();
         }
@@ -221,6 +222,24 @@ async fn sweep_loop(broker: Arc<Broker>) {
         tokio::select! {
             () = broker.shutdown.cancelled() => return,
             _ = tick.tick() => broker.sweep(Instant::now()).await,
+        }
+    }
+}
+
+/// How often the keep-alive sweep looks at every connection. A client is closed between 1.5 times its keep-alive
+/// and that plus this period after its last packet. Each sweep costs one or two atomic loads per connection, 1.5
+/// to 3 ms for 100,000 of them: well under 1% of a core at this period.
+const KEEP_ALIVE_SWEEP: Duration = Duration::from_millis(500);
+
+/// Closes connections whose client has been silent for longer than one and a half keep-alives: one task for the
+/// broker instead of a timer in every connection.
+async fn keep_alive_loop(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(KEEP_ALIVE_SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = broker.shutdown.cancelled() => return,
+            _ = tick.tick() => broker.registry.end_silent(broker.millis()),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Session state: the part shared with publishers (identity and outbound queue) and the part owned by whichever
 //! task serves the session (subscriptions, packet identifiers, inflight messages).
 
-use crate::items::SessionItems;
+use crate::items::{ItemsSlot, SessionItems};
 use crate::message::Delivery;
 use crate::options::OverflowPolicy;
 use corvid_protocol::{ByteString, PacketId, SubscriptionOptions, TopicFilter, Will};
@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
 
@@ -17,8 +18,8 @@ pub(crate) struct SessionShared {
     /// Unique for the broker's lifetime; distinguishes a session from a later one with the same client id.
     pub(crate) id: u64,
     pub(crate) client_id: ByteString,
-    /// Items for hooks; they live as long as the session.
-    pub(crate) items: SessionItems,
+    /// Items for hooks; they live as long as the session. Reached through [`Self::items`].
+    pub(crate) items: ItemsSlot,
     /// The session's subscriptions (the index holds them too, for matching).
     pub(crate) subscriptions: Mutex<SessionSubscriptions>,
     pub(crate) created: SystemTime,
@@ -31,8 +32,6 @@ pub(crate) struct SessionShared {
     /// Whether the durable store has a record of this session.
     stored: AtomicBool,
     outbox: Mutex<Outbox>,
-    /// Woken when the queue goes from empty to non-empty.
-    pub(crate) notify: Notify,
     /// Wakes publishers waiting for this session's queue to drain (see [`Self::wait_for_room`]); made on first use.
     room: OnceLock<Box<Notify>>,
     online: AtomicBool,
@@ -98,6 +97,10 @@ struct Outbox {
     policy: OverflowPolicy,
     /// Publishers wait for the queue to drain below [`ROOM_LOW`].
     publishers_waiting: bool,
+    /// The serving connection's task while it waits for the empty queue to fill: under the queue's own lock, so
+    /// no delivery slips between its look and its wait. Smaller than a `Notify` here and its `Notified` future in
+    /// every connection's task.
+    waker: Option<Waker>,
 }
 
 /// Queued deliveries beyond which a publisher stops reading until a connected session's queue drains (its TCP
@@ -141,13 +144,7 @@ pub(crate) enum Enqueued {
 }
 
 impl SessionShared {
-    pub(crate) fn new(
-        id: u64,
-        client_id: ByteString,
-        items: SessionItems,
-        limit: usize,
-        policy: OverflowPolicy,
-    ) -> Self {
+    pub(crate) fn new(id: u64, client_id: ByteString, items: ItemsSlot, limit: usize, policy: OverflowPolicy) -> Self {
         Self {
             id,
             client_id,
@@ -158,13 +155,23 @@ impl SessionShared {
             durable: AtomicBool::new(false),
             next_seq: AtomicU64::new(1),
             stored: AtomicBool::new(false),
-            outbox: Mutex::new(Outbox { queue: VecDeque::new(), limit, policy, publishers_waiting: false }),
-            notify: Notify::new(),
+            outbox: Mutex::new(Outbox {
+                queue: VecDeque::new(),
+                limit,
+                policy,
+                publishers_waiting: false,
+                waker: None,
+            }),
             room: OnceLock::new(),
             online: AtomicBool::new(false),
             slow: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         }
+    }
+
+    /// The session's items (for hooks).
+    pub(crate) fn items(self: &Arc<Self>) -> SessionItems {
+        SessionItems::of(self.clone())
     }
 
     pub(crate) fn expiry_interval(&self) -> u32 {
@@ -206,6 +213,8 @@ impl SessionShared {
     pub(crate) fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Relaxed);
         if !online {
+            // The waker of the connection's task would keep the task's memory as long as the session lives.
+            self.outbox.lock().waker = None;
             // Nobody drains the queue of an absent client: publishers waiting for it go on.
             self.wake_publishers();
         }
@@ -264,18 +273,37 @@ impl SessionShared {
         }
     }
 
+    /// Ready when deliveries are queued; otherwise keeps the waker, which the next delivery wakes.
+    pub(crate) fn poll_queued(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut outbox = self.outbox.lock();
+        if !outbox.queue.is_empty() {
+            return Poll::Ready(());
+        }
+        match &mut outbox.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Completes when deliveries are queued. A hand-written poll: small in every connection's task.
+    pub(crate) fn queued_wait(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| self.poll_queued(cx))
+    }
+
     /// Offers a delivery to the queue, applying the overflow policy, and wakes the serving task.
     pub(crate) fn enqueue(&self, delivery: Delivery) -> Enqueued {
-        let (result, was_empty) = {
+        let (result, waker) = {
             let mut outbox = self.outbox.lock();
-            let was_empty = outbox.queue.is_empty();
-            (outbox.offer(delivery), was_empty)
+            let result = outbox.offer(delivery);
+            // A waiting task left its waker only while the queue was empty.
+            (result, outbox.waker.take())
         };
         if !matches!(result, Enqueued::Queued) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        if was_empty {
-            self.notify.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
         }
         result
     }
@@ -286,9 +314,8 @@ impl SessionShared {
     /// [`ROOM_HIGH`] deliveries of a connected client that keeps up.
     pub(crate) fn enqueue_all(&self, deliveries: &mut Vec<Delivery>, mut on_drop: impl FnMut(Delivery)) -> bool {
         let mut dropped = Vec::new();
-        let (was_empty, congested) = {
+        let (waker, congested) = {
             let mut outbox = self.outbox.lock();
-            let was_empty = outbox.queue.is_empty();
             let room = outbox.limit.saturating_sub(outbox.queue.len());
             outbox.queue.reserve(deliveries.len().min(room));
             for delivery in deliveries.drain(..) {
@@ -297,10 +324,12 @@ impl SessionShared {
                     Enqueued::DroppedOldest(d) | Enqueued::DroppedNew(d) => dropped.push(d),
                 }
             }
-            (was_empty, outbox.queue.len() > ROOM_HIGH && !self.slow.load(Ordering::Relaxed) && self.is_online())
+            let congested = outbox.queue.len() > ROOM_HIGH && !self.slow.load(Ordering::Relaxed) && self.is_online();
+            // A waiting task left its waker only while the queue was empty.
+            (if outbox.queue.is_empty() { None } else { outbox.waker.take() }, congested)
         };
-        if was_empty {
-            self.notify.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
         }
         self.dropped.fetch_add(dropped.len() as u64, Ordering::Relaxed);
         dropped.into_iter().for_each(&mut on_drop);
@@ -309,14 +338,13 @@ impl SessionShared {
 
     /// Queues a delivery whatever the bound (retained messages at subscribe, which the retained store bounds).
     pub(crate) fn enqueue_unbounded(&self, delivery: Delivery) {
-        let was_empty = {
+        let waker = {
             let mut outbox = self.outbox.lock();
-            let was_empty = outbox.queue.is_empty();
             outbox.queue.push_back(delivery);
-            was_empty
+            outbox.waker.take()
         };
-        if was_empty {
-            self.notify.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
@@ -357,14 +385,6 @@ impl SessionShared {
         }
     }
 
-    /// Puts deliveries back at the front of the queue, in order (used when a connection ends mid-batch).
-    pub(crate) fn requeue_front(&self, deliveries: impl DoubleEndedIterator<Item = Delivery>) {
-        let mut outbox = self.outbox.lock();
-        for d in deliveries.rev() {
-            outbox.queue.push_front(d);
-        }
-    }
-
     /// How many deliveries are queued.
     pub(crate) fn queued(&self) -> usize {
         self.outbox.lock().queue.len()
@@ -402,12 +422,43 @@ pub(crate) struct SessionState {
     pub(crate) inflight: VecDeque<Inflight>,
     next_packet_id: u16,
     /// Inbound QoS 2 packet identifiers received and not yet released by PUBREL.
-    pub(crate) incoming_qos2: HashSet<u16>,
+    pub(crate) incoming_qos2: IncomingQos2,
+}
+
+/// A set of inbound QoS 2 packet identifiers, made on first use: most clients never publish at QoS 2, and an empty
+/// hash set inline would cost every connection's task 48 bytes.
+#[derive(Default)]
+#[allow(clippy::box_collection)] // the box is the point: 8 bytes inline instead of 48
+pub(crate) struct IncomingQos2(Option<Box<HashSet<u16>>>);
+
+impl IncomingQos2 {
+    pub(crate) fn contains(&self, id: &u16) -> bool {
+        self.0.as_ref().is_some_and(|set| set.contains(id))
+    }
+
+    pub(crate) fn insert(&mut self, id: u16) -> bool {
+        self.0.get_or_insert_default().insert(id)
+    }
+
+    pub(crate) fn remove(&mut self, id: &u16) -> bool {
+        self.0.as_mut().is_some_and(|set| set.remove(id))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |set| set.len())
+    }
+
+    pub(crate) fn extend(&mut self, ids: impl IntoIterator<Item = u16>) {
+        let mut ids = ids.into_iter().peekable();
+        if ids.peek().is_some() {
+            self.0.get_or_insert_default().extend(ids);
+        }
+    }
 }
 
 impl SessionState {
     pub(crate) fn new(shared: Arc<SessionShared>) -> Self {
-        Self { shared, inflight: VecDeque::new(), next_packet_id: 1, incoming_qos2: HashSet::new() }
+        Self { shared, inflight: VecDeque::new(), next_packet_id: 1, incoming_qos2: IncomingQos2::default() }
     }
 
     /// A packet identifier not used by any inflight message.
@@ -440,8 +491,7 @@ mod tests {
     use std::time::Duration;
 
     fn session(online: bool) -> Arc<SessionShared> {
-        let s =
-            SessionShared::new(1, ByteString::from("s"), SessionItems::default(), 100_000, OverflowPolicy::DropOldest);
+        let s = SessionShared::new(1, ByteString::from("s"), ItemsSlot::default(), 100_000, OverflowPolicy::DropOldest);
         s.set_online(online);
         Arc::new(s)
     }

@@ -4,7 +4,7 @@ use super::Connection;
 use crate::broker::Broker;
 use crate::events::Event;
 use crate::hooks::ConnectContext;
-use crate::items::SessionItems;
+use crate::items::{ItemsSlot, SessionItems};
 use crate::registry::{ConnControl, ConnInfo, Previous};
 use crate::session::{SessionShared, SessionState};
 use crate::stats::add;
@@ -14,7 +14,7 @@ use corvid_protocol::{
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// How long a new connection waits for the old one to hand its session over.
@@ -132,12 +132,23 @@ where
         refuse(&mut stream, version, ReasonCode::NotAuthorized).await;
         return None;
     }
-    let items = SessionItems::default();
+    // Made only for the hooks of the handshake; a session whose hooks store nothing has no items at all.
+    let mut items: Option<SessionItems> = None;
     // MQTT 5 enhanced authentication: the AUTH exchange, before the validator sees the connection.
     let mut auth_data = None;
     if let Some(method) = &method {
         let first = connect.properties.authentication_data.clone();
-        match super::auth::exchange(&broker, &mut stream, &mut rbuf, &client_id, method, first, &items).await {
+        match super::auth::exchange(
+            &broker,
+            &mut stream,
+            &mut rbuf,
+            &client_id,
+            method,
+            first,
+            items.get_or_insert_default(),
+        )
+        .await
+        {
             super::auth::Outcome::Success(data) => auth_data = data,
             super::auth::Outcome::Refused(code) => {
                 tracing::info!(client_id = %client_id, %remote, code = %code, "enhanced authentication failed");
@@ -157,7 +168,7 @@ where
             will: connect.will.clone(),
             user_properties: connect.properties.user_properties.clone(),
             client_certificate_subject,
-            session_items: items.clone(),
+            session_items: items.get_or_insert_default().clone(),
             reason_code: ReasonCode::Success,
             reason_string: None,
         };
@@ -180,7 +191,7 @@ where
     // Claim the client identifier; take the session over from another connection if needed.
     let generation = broker.next_id();
     let info = ConnInfo::new(remote, version, connect.username.clone());
-    let control = Arc::new(ConnControl::new(info, &broker.shutdown));
+    let control = Arc::new(ConnControl::new(info));
     crate::stats::add(&control.info.messages_received, 1); // the CONNECT
     let previous = match broker.registry.claim(&client_id, generation, control.clone()) {
         Previous::None => None,
@@ -191,7 +202,9 @@ where
     let (state, session_present) = match previous {
         // A session with expiry 0 (clean session) ends with its connection, even one closed by this takeover.
         Some(state) if !connect.clean_start && state.shared.expiry_interval() > 0 => {
-            state.shared.items.absorb(&items);
+            if let Some(items) = &items {
+                state.shared.items().absorb(items);
+            }
             (state, true)
         }
         Some(old) => {
@@ -235,28 +248,23 @@ where
     let mut conn = Connection {
         broker: broker.clone(),
         stream,
-        remote,
         rbuf,
         wbuf: BytesMut::new(),
         version,
-        client_id: client_id.clone(),
         generation,
         control,
         state,
         will: connect.will.map(Box::new),
-        keep_alive: (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive))),
-        last_received: Instant::now(),
-        send_quota: usize::from(client_receive_maximum.min(limits.max_inflight)),
+        send_quota: client_receive_maximum.min(limits.max_inflight),
         client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
         client_topic_alias_max: connect.properties.topic_alias_maximum.unwrap_or(0),
         aliases: None,
         route_cache: None,
-        congested: None,
         problem_information: connect.properties.request_problem_information.unwrap_or(true),
-        batch: Vec::new(),
-        pending_acks: std::collections::VecDeque::new(),
+        pending_acks: super::PendingAcks::default(),
         read_window: super::MIN_READ_WINDOW,
     };
+    conn.control.start_keep_alive(keep_alive, broker.millis());
     conn.send(&Packet::ConnAck(connack));
     conn.state.shared.set_online(true);
     broker.stats.client_connected();
@@ -280,12 +288,12 @@ where
     Some(conn)
 }
 
-fn new_state(broker: &Broker, client_id: &ByteString, items: SessionItems) -> SessionState {
+fn new_state(broker: &Broker, client_id: &ByteString, items: Option<SessionItems>) -> SessionState {
     let limits = &broker.options.limits;
     let shared = Arc::new(SessionShared::new(
         broker.next_id(),
         client_id.clone(),
-        items,
+        ItemsSlot::adopt(items),
         limits.max_pending_messages_per_client,
         limits.pending_overflow,
     ));

@@ -51,7 +51,7 @@ where
                 let id = rel.packet_id.get();
                 if self.state.incoming_qos2.remove(&id) {
                     if self.state.shared.is_durable() {
-                        let client_id = self.client_id.clone();
+                        let client_id = self.client_id().clone();
                         self.broker.store_ops(vec![SessionOp::RemoveIncoming { client_id, packet_id: id }]);
                     }
                 } else if self.version.is_v5() {
@@ -86,7 +86,7 @@ where
 
     /// Queues DISCONNECT with `code` (MQTT 5) and gives the close reason.
     pub(super) fn violation(&mut self, code: ReasonCode, why: &str) -> CloseReason {
-        tracing::debug!(client_id = %self.client_id, remote = %self.remote, code = %code, why, "closing connection");
+        tracing::debug!(client_id = %self.client_id(), remote = %self.remote(), code = %code, why, "closing connection");
         self.send_disconnect(code, Some(why.to_owned()));
         CloseReason::ProtocolViolation(code)
     }
@@ -102,7 +102,7 @@ where
             let shared = &self.state.shared;
             let (decision, published) = self
                 .broker
-                .intercept_and_publish(Some(&self.client_id), &shared.items, message, Some(shared.id), extra)
+                .intercept_and_publish(Some(self.client_id()), &shared.items(), message, Some(shared.id), extra)
                 .await;
             let code = match decision {
                 PublishDecision::Refuse(code) => code,
@@ -129,7 +129,7 @@ where
 
     /// Handles a PUBLISH when [`Self::publish_is_direct`]. Returns whether the client outran a subscriber: its
     /// deliveries are queued, and the connection should decode nothing more until that subscriber catches up
-    /// (`self.congested` names it).
+    /// (`RouteCache::congested` names it).
     pub(super) fn on_publish_direct(&mut self, publish: Publish) -> Result<bool, CloseReason> {
         let Some((message, ack, extra)) = self.accept_publish(publish)? else { return Ok(false) };
         let origin = self.state.shared.id;
@@ -137,8 +137,9 @@ where
         self.finish_publish(ack, ReasonCode::Success, published.ticket);
         if published.congested
             && let Some(congested) = self.broker.flush_routes(Some(origin))
+            && let Some(routes) = self.route_cache.as_mut()
         {
-            self.congested = Some(congested);
+            routes.congested = Some(congested);
             return Ok(true);
         }
         Ok(false)
@@ -181,7 +182,7 @@ where
                     return Err(self.violation(ReasonCode::ReceiveMaximumExceeded, "receive maximum exceeded"));
                 }
                 if self.state.shared.is_durable() {
-                    extra.push(SessionOp::AddIncoming { client_id: self.client_id.clone(), packet_id: id.get() });
+                    extra.push(SessionOp::AddIncoming { client_id: self.client_id().clone(), packet_id: id.get() });
                 }
                 Ack::Pubrec(id)
             }
@@ -201,7 +202,7 @@ where
             qos: publish.qos,
             retain: publish.retain,
             properties,
-            publisher: Some(self.client_id.clone()),
+            publisher: Some(self.client_id().clone()),
             expires_at: None,
         };
         message.stamp_expiry_now();
@@ -245,10 +246,10 @@ where
             .position(|i| i.packet_id == ack.packet_id && i.state == expected && i.delivery.qos == qos);
         if let Some(done) = found.and_then(|index| self.state.inflight.remove(index)) {
             if let Some(seq) = done.delivery.seq {
-                self.broker.store_ops(vec![SessionOp::DeleteMessage { client_id: self.client_id.clone(), seq }]);
+                self.broker.store_ops(vec![SessionOp::DeleteMessage { client_id: self.client_id().clone(), seq }]);
             }
             self.broker.emit(|| Event::DeliveryAcknowledged {
-                client_id: self.client_id.clone(),
+                client_id: self.client_id().clone(),
                 message: done.delivery.message.clone(),
             });
         }
@@ -262,7 +263,7 @@ where
                 // The receiver refused the message: it is complete (MQTT 5.0 section 4.3.3).
                 let id = inflight.packet_id;
                 if let Some(seq) = inflight.delivery.seq {
-                    self.broker.store_ops(vec![SessionOp::DeleteMessage { client_id: self.client_id.clone(), seq }]);
+                    self.broker.store_ops(vec![SessionOp::DeleteMessage { client_id: self.client_id().clone(), seq }]);
                 }
                 self.state.inflight.retain(|i| i.packet_id != id);
                 return;
@@ -271,7 +272,7 @@ where
                 inflight.state = OutboundState::AwaitingComp;
                 if let Some(seq) = inflight.delivery.seq {
                     let state = StoredMessageState::Released(inflight.packet_id);
-                    let client_id = self.client_id.clone();
+                    let client_id = self.client_id().clone();
                     self.broker.store_ops(vec![SessionOp::SetMessageState { client_id, seq, state }]);
                 }
             }
@@ -288,10 +289,10 @@ where
         for (filter, mut options) in subscribe.filters {
             if let Some(hook) = &self.broker.options.hooks.subscription_interceptor {
                 let ctx = SubscriptionContext {
-                    client_id: self.client_id.clone(),
+                    client_id: self.client_id().clone(),
                     topic_filter: filter.clone(),
                     options,
-                    session_items: self.state.shared.items.clone(),
+                    session_items: self.state.shared.items(),
                     decision: SubscriptionDecision::Accept,
                 };
                 let ctx = hook.run(ctx).await;
@@ -328,9 +329,9 @@ where
         for filter in unsubscribe.filters {
             if let Some(hook) = &self.broker.options.hooks.unsubscription_interceptor {
                 let ctx = UnsubscriptionContext {
-                    client_id: self.client_id.clone(),
+                    client_id: self.client_id().clone(),
                     topic_filter: filter.clone(),
-                    session_items: self.state.shared.items.clone(),
+                    session_items: self.state.shared.items(),
                     decision: SubscriptionDecision::Accept,
                 };
                 let ctx = hook.run(ctx).await;

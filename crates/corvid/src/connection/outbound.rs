@@ -1,38 +1,48 @@
 //! Messages to the client: draining the session queue within the send quota, topic aliases, expiry, size limits.
 
-use super::{BATCH, CloseReason, Connection, WRITE_HIGH_WATER};
+use super::{BATCH, Connection, WRITE_HIGH_WATER};
 use crate::events::{DropReason, Event};
 use crate::message::Delivery;
 use crate::session::{Inflight, OutboundState};
 use crate::stats::add;
 use crate::store::persistent::{SessionOp, StoredMessageState};
 use corvid_protocol::{Packet, PacketId, PubResponse, Publish, PublishProperties, QoS, TopicName, encoded_len};
+use std::cell::Cell;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
+
+thread_local! {
+    /// The batch buffer, one per thread: a batch is written out before any `.await`, so no connection needs to keep
+    /// one (nor allocate one each time).
+    static BATCH_BUFFER: Cell<Vec<Delivery>> = const { Cell::new(Vec::new()) };
+}
 
 impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    /// Moves queued deliveries into the write buffer until the queue is empty or the send quota is used up,
-    /// writing whenever the buffer passes its high-water mark.
-    pub(super) async fn drain_queue(&mut self) -> Result<(), CloseReason> {
+    /// Moves queued deliveries into the write buffer until the queue is empty or the send quota is used up (`false`),
+    /// or the buffer passes its high-water mark (`true`: the caller writes, then calls again).
+    ///
+    /// Not async, the caller writing instead: a future of its own, nested in the connection's, would make every
+    /// connection's task larger.
+    pub(super) fn drain_queue(&mut self) -> bool {
         let shared = self.state.shared.clone();
         loop {
-            let quota = self.send_quota.saturating_sub(self.state.inflight.len());
-            let mut batch = std::mem::take(&mut self.batch);
+            let quota = usize::from(self.send_quota).saturating_sub(self.state.inflight.len());
+            let mut batch = BATCH_BUFFER.take();
             shared.take_batch(&mut batch, BATCH, quota);
             if batch.is_empty() {
-                // Nothing queued: the batch buffer goes too (`take_batch` sizes the next one).
-                return Ok(());
+                BATCH_BUFFER.set(batch);
+                return false;
             }
             let now = Instant::now();
             for delivery in batch.drain(..) {
                 self.write_delivery(delivery, now);
             }
-            self.batch = batch;
+            BATCH_BUFFER.set(batch);
             if self.wbuf.len() >= WRITE_HIGH_WATER {
-                self.flush_or_end().await?;
+                return true;
             }
         }
     }
@@ -47,7 +57,7 @@ where
             if let Some(packet_id) = packet_id {
                 if let Some(seq) = delivery.seq {
                     let state = StoredMessageState::Sent(packet_id);
-                    let client_id = self.client_id.clone();
+                    let client_id = self.client_id().clone();
                     self.broker.store_ops(vec![SessionOp::SetMessageState { client_id, seq, state }]);
                 }
                 self.track(Inflight { packet_id, delivery, state: OutboundState::AwaitingAck });
@@ -60,10 +70,10 @@ where
     fn dropped(&self, delivery: &Delivery, reason: DropReason) {
         add(&self.broker.stats.publish_dropped, 1);
         if let Some(seq) = delivery.seq {
-            self.broker.store_ops(vec![SessionOp::DeleteMessage { client_id: self.client_id.clone(), seq }]);
+            self.broker.store_ops(vec![SessionOp::DeleteMessage { client_id: self.client_id().clone(), seq }]);
         }
         self.broker.emit(|| Event::MessageDropped {
-            client_id: self.client_id.clone(),
+            client_id: self.client_id().clone(),
             message: delivery.message.clone(),
             reason,
         });

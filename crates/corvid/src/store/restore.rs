@@ -39,7 +39,7 @@ pub(crate) fn restore(broker: &Broker, loaded: Loaded) -> (usize, usize) {
         let shared = Arc::new(SessionShared::new(
             broker.next_id(),
             stored.client_id.clone(),
-            crate::items::SessionItems::default(),
+            crate::items::ItemsSlot::default(),
             limits.max_pending_messages_per_client,
             limits.pending_overflow,
         ));

@@ -223,38 +223,70 @@ async fn unless_stopping<F: Future>(broker: &Broker, f: F) -> Option<F::Output> 
     }
 }
 
-#[cfg(feature = "tls")]
-async fn serve_tls(broker: Arc<Broker>, tls: Arc<tls::TlsAcceptor>, stream: TcpStream, remote: SocketAddr) {
-    // Boxed: the handshake's state does not stay in the connection's task.
-    let Some(Some((stream, subject))) = Box::pin(unless_stopping(&broker, tls.accept(stream, remote))).await else {
-        return;
-    };
-    connection::serve_with_certificate(broker, stream, remote, subject).await;
-}
-
-async fn serve_ws(broker: Arc<Broker>, ws: Arc<ws::WsAcceptor>, stream: TcpStream, remote: SocketAddr) {
-    // Boxed: the handshake's state does not stay in the connection's task.
-    let Some(Some(stream)) = Box::pin(unless_stopping(&broker, ws.accept(stream, remote))).await else {
-        return;
-    };
-    connection::serve(broker, stream, remote).await;
-}
+// The serve functions below are plain functions returning their future: an `async fn` would keep its arguments in
+// the connection's task, unused, for as long as the connection lasts. They go into the boxed handshake instead,
+// which hands them back.
 
 #[cfg(feature = "tls")]
-async fn serve_wss(
+fn serve_tls(
+    broker: Arc<Broker>,
+    tls: Arc<tls::TlsAcceptor>,
+    stream: TcpStream,
+    remote: SocketAddr,
+) -> impl Future<Output = ()> + Send {
+    // Boxed: the handshake's state does not stay in the connection's task.
+    let handshake = Box::pin(async move {
+        let (stream, subject) = unless_stopping(&broker, tls.accept(stream, remote)).await??;
+        Some((broker, stream, remote, subject))
+    });
+    async move {
+        let Some((broker, stream, remote, subject)) = handshake.await else {
+            return;
+        };
+        connection::serve_with_certificate(broker, stream, remote, subject).await;
+    }
+}
+
+fn serve_ws(
+    broker: Arc<Broker>,
+    ws: Arc<ws::WsAcceptor>,
+    stream: TcpStream,
+    remote: SocketAddr,
+) -> impl Future<Output = ()> + Send {
+    // Boxed: the handshake's state does not stay in the connection's task.
+    let handshake = Box::pin(async move {
+        let stream = unless_stopping(&broker, ws.accept(stream, remote)).await??;
+        Some((broker, stream, remote))
+    });
+    async move {
+        let Some((broker, stream, remote)) = handshake.await else {
+            return;
+        };
+        connection::serve(broker, stream, remote).await;
+    }
+}
+
+#[cfg(feature = "tls")]
+fn serve_wss(
     broker: Arc<Broker>,
     ws: Arc<ws::WsAcceptor>,
     tls: Arc<tls::TlsAcceptor>,
     stream: TcpStream,
     remote: SocketAddr,
-) {
-    let handshakes = async {
-        let (stream, subject) = tls.accept(stream, remote).await?;
-        Some((ws.accept(stream, remote).await?, subject))
-    };
+) -> impl Future<Output = ()> + Send {
     // Boxed: the handshakes' state does not stay in the connection's task.
-    let Some(Some((stream, subject))) = Box::pin(unless_stopping(&broker, handshakes)).await else {
-        return;
-    };
-    connection::serve_with_certificate(broker, stream, remote, subject).await;
+    let handshakes = Box::pin(async move {
+        let handshakes = async {
+            let (stream, subject) = tls.accept(stream, remote).await?;
+            Some((ws.accept(stream, remote).await?, subject))
+        };
+        let (stream, subject) = unless_stopping(&broker, handshakes).await??;
+        Some((broker, stream, remote, subject))
+    });
+    async move {
+        let Some((broker, stream, remote, subject)) = handshakes.await else {
+            return;
+        };
+        connection::serve_with_certificate(broker, stream, remote, subject).await;
+    }
 }
