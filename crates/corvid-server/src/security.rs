@@ -114,13 +114,15 @@ impl Security {
             return;
         }
         let anonymous = allow_anonymous(config);
-        if self.allow_anonymous.swap(anonymous, Ordering::Relaxed) != anonymous {
+        if self.allow_anonymous.swap(anonymous, Ordering::SeqCst) != anonymous {
             tracing::info!(allow_anonymous = anonymous, "SIGHUP: allow_anonymous changed");
         }
         match load_passwords(config.password_file.as_deref()) {
             Ok(Some((path, file))) => {
-                tracing::info!(path = %path.display(), users = file.len(), "SIGHUP: password file reloaded");
+                let (shown, users) = (path.display().to_string(), file.len());
+                // In force before it is logged: whoever reads the log may rely on it.
                 self.passwords.set(Some((path, file)));
+                tracing::info!(path = %shown, users, "SIGHUP: password file reloaded");
             }
             Ok(None) => {
                 if self.passwords.path().is_some() {
@@ -136,8 +138,9 @@ impl Security {
         }
         match load_acl(config.acl_file.as_deref()) {
             Ok(Some((path, acl))) => {
-                tracing::info!(path = %path.display(), rules = acl.len(), "SIGHUP: ACL file reloaded");
+                let (shown, rules) = (path.display().to_string(), acl.len());
                 self.acl.set(Some((path, acl)));
+                tracing::info!(path = %shown, rules, "SIGHUP: ACL file reloaded");
             }
             Ok(None) => {
                 if self.acl.path().is_some() {
