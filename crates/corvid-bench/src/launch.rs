@@ -35,7 +35,7 @@
 use crate::certs::{ServerCerts, make_server_certs};
 use crate::client::{Client, ConnectOptions};
 use crate::scenarios::{Target, TargetKind, TlsEndpoint, WsEndpoint};
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use clap::ValueEnum;
 use corvid_protocol::ProtocolVersion;
 use std::fmt::Write as _;
@@ -327,8 +327,44 @@ fn rumqttd_config(port: u16, inflight: u16, version: ProtocolVersion, extra: Ext
     c
 }
 
+/// How many times a server that exits during start-up is launched again, on other ports.
+const LAUNCH_ATTEMPTS: u32 = 3;
+
 /// Launches `kind` from `binary` and waits until it accepts MQTT connections.
+///
+/// The ports are found free just before the start, and another process may take one in between (Mosquitto's
+/// WebSocket listener also binds more widely than the 127.0.0.1 probe): a server that exits during start-up is
+/// launched again on fresh ports, up to [`LAUNCH_ATTEMPTS`] times.
 pub async fn launch(kind: BrokerKind, binary: &Path, config: LaunchConfig) -> anyhow::Result<Broker> {
+    let mut attempt = 1;
+    loop {
+        match launch_once(kind, binary, config).await {
+            Err(e) if attempt < LAUNCH_ATTEMPTS && e.downcast_ref::<ExitedDuringStart>().is_some() => {
+                eprintln!("{e:#}\nlaunching {} again on other ports", kind.name());
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// The server process ended before it accepted connections.
+#[derive(Debug)]
+struct ExitedDuringStart {
+    name: &'static str,
+    status: std::process::ExitStatus,
+    log: String,
+}
+
+impl std::fmt::Display for ExitedDuringStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} exited during start-up ({}); its output:\n{}", self.name, self.status, self.log)
+    }
+}
+
+impl std::error::Error for ExitedDuringStart {}
+
+async fn launch_once(kind: BrokerKind, binary: &Path, config: LaunchConfig) -> anyhow::Result<Broker> {
     let ports = free_ports(3)?;
     let (port, tls_port, ws_port) = (ports[0], ports[1], ports[2]);
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -431,7 +467,7 @@ impl Broker {
         let options = ConnectOptions::new(version, "corvid-bench-ready");
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("{} exited during start-up ({status}); its output:\n{}", self.kind.name(), self.log_tail());
+                return Err(ExitedDuringStart { name: self.kind.name(), status, log: self.log_tail() }.into());
             }
             let attempt = tokio::time::timeout(Duration::from_secs(1), Client::connect(self.addr, &options));
             if let Ok(Ok(client)) = attempt.await {
@@ -472,6 +508,32 @@ impl Drop for Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that exits during start-up (as Mosquitto does when a port was taken in the meantime) is launched
+    /// again, on other ports, up to the limit; the error names the exit.
+    #[tokio::test]
+    async fn a_server_that_exits_at_start_is_launched_again() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = fresh_dir().unwrap();
+        let runs = dir.join("runs");
+        let script = dir.join("exits.sh");
+        std::fs::write(&script, format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 3\n", runs.display())).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = LaunchConfig {
+            inflight: 16,
+            version: ProtocolVersion::V3_1_1,
+            relay_threads: 1,
+            corvid_storage: CorvidStorage::default(),
+            mosquitto_persistence: false,
+            tls: false,
+            ws: false,
+        };
+        let error = launch(BrokerKind::Relay, &script, config).await.unwrap_err();
+        assert!(error.downcast_ref::<ExitedDuringStart>().is_some(), "{error:#}");
+        let lines = std::fs::read_to_string(&runs).unwrap();
+        assert_eq!(lines.lines().count(), LAUNCH_ATTEMPTS as usize, "{lines}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn configs_listen_on_loopback_only() {
