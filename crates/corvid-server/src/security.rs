@@ -49,6 +49,31 @@ impl<T> Slot<T> {
     fn set(&self, loaded: Option<(PathBuf, T)>) {
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = loaded.map(|(path, value)| (path, Arc::new(value)));
     }
+
+    /// SIGHUP: puts a file read again in force (before logging it: whoever reads the log may rely on it), forgets
+    /// one no longer named, or keeps the previous one when it fails to load.
+    fn reload(
+        &self,
+        loaded: Result<Option<(PathBuf, T)>, SecurityError>,
+        what: &str,
+        size: impl Fn(&T) -> String,
+        removed: &str,
+    ) {
+        match loaded {
+            Ok(Some((path, value))) => {
+                let (shown, size) = (path.display().to_string(), size(&value));
+                self.set(Some((path, value)));
+                tracing::info!(path = %shown, "SIGHUP: {what} reloaded ({size})");
+            }
+            Ok(None) => {
+                if self.path().is_some() {
+                    self.set(None);
+                    tracing::info!("SIGHUP: {removed}");
+                }
+            }
+            Err(e) => tracing::error!("SIGHUP: {what} not reloaded, the previous one stays in use: {e}"),
+        }
+    }
 }
 
 /// Who a connection is, kept in its session items by the validator for the ACL hooks.
@@ -117,39 +142,16 @@ impl Security {
         if self.allow_anonymous.swap(anonymous, Ordering::SeqCst) != anonymous {
             tracing::info!(allow_anonymous = anonymous, "SIGHUP: allow_anonymous changed");
         }
-        match load_passwords(config.password_file.as_deref()) {
-            Ok(Some((path, file))) => {
-                let (shown, users) = (path.display().to_string(), file.len());
-                // In force before it is logged: whoever reads the log may rely on it.
-                self.passwords.set(Some((path, file)));
-                tracing::info!(path = %shown, users, "SIGHUP: password file reloaded");
-            }
-            Ok(None) => {
-                if self.passwords.path().is_some() {
-                    tracing::info!("SIGHUP: password_file removed: user names are no longer checked");
-                    self.passwords.set(None);
-                }
-            }
-            Err(e) => tracing::error!("SIGHUP: password file not reloaded, the previous one stays in use: {e}"),
-        }
+        let loaded = load_passwords(config.password_file.as_deref());
+        let removed = "password_file removed: user names are no longer checked";
+        self.passwords.reload(loaded, "password file", |f| format!("users={}", f.len()), removed);
         if config.acl_file.is_some() && !self.acl_hooks {
             tracing::warn!("SIGHUP: acl_file added: access rules take effect at the next start");
             return;
         }
-        match load_acl(config.acl_file.as_deref()) {
-            Ok(Some((path, acl))) => {
-                let (shown, rules) = (path.display().to_string(), acl.len());
-                self.acl.set(Some((path, acl)));
-                tracing::info!(path = %shown, rules, "SIGHUP: ACL file reloaded");
-            }
-            Ok(None) => {
-                if self.acl.path().is_some() {
-                    tracing::info!("SIGHUP: acl_file removed: every topic is allowed");
-                    self.acl.set(None);
-                }
-            }
-            Err(e) => tracing::error!("SIGHUP: ACL file not reloaded, the previous one stays in use: {e}"),
-        }
+        let loaded = load_acl(config.acl_file.as_deref());
+        let removed = "acl_file removed: every topic is allowed";
+        self.acl.reload(loaded, "ACL file", |a| format!("rules={}", a.len()), removed);
     }
 
     /// Installs the hooks that enforce the configuration (none without a configuration file).
