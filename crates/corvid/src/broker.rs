@@ -60,6 +60,9 @@ pub(crate) struct Published {
     /// Whether a subscriber's queue is past its high-water mark: the publisher should stop reading (see
     /// [`Broker::flush_routes`]).
     pub(crate) congested: bool,
+    /// From [`Broker::publish_with`], which queues at once: that subscriber (not the publisher's own session), for a
+    /// publishing connection to wait for. In-process publishing does not wait.
+    pub(crate) wait_for: Option<Arc<SessionShared>>,
 }
 
 /// The store record of a delivery.
@@ -166,7 +169,7 @@ impl Broker {
             PublishDecision::Accept => (decision, self.publish_with(message, origin, extra_ops)),
             _ => {
                 let ticket = self.durable.as_ref().and_then(|d| d.submit(extra_ops, true));
-                (decision, Published { delivered: 0, ticket, congested: false })
+                (decision, Published { delivered: 0, ticket, congested: false, wait_for: None })
             }
         }
     }
@@ -182,9 +185,8 @@ impl Broker {
     /// see the message, so an acknowledgement can never overtake the message in the store.
     pub(crate) fn publish_with(&self, message: Message, origin: Option<u64>, extra_ops: Vec<SessionOp>) -> Published {
         let (message, ops) = self.received(message, extra_ops);
-        let published = self.route(&message, origin, ops);
-        // In-process publishing and the hooked path do not wait for subscribers to catch up.
-        let _ = self.flush_routes(origin);
+        let mut published = self.route(&message, origin, ops);
+        published.wait_for = self.flush_routes(origin);
         self.not_consumed(&message, &published);
         published
     }
@@ -355,7 +357,7 @@ impl Broker {
         }
         let ticket = self.durable.as_ref().and_then(|d| d.submit(ops, true));
         let congested = full && self.drain_batch();
-        Published { delivered, ticket, congested }
+        Published { delivered, ticket, congested, wait_for: None }
     }
 
     /// Queues every delivery of this thread's batch, each session's under one lock and with one wake-up. Returns

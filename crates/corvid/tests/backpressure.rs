@@ -47,11 +47,23 @@ async fn count_publishes(mut raw: Raw, expected: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishers_wait_for_a_subscriber_that_keeps_reading() {
-    const PUBLISHERS: usize = 4;
-    const EACH: usize = 25_000;
     // A queue bound above the high-water mark: without the wait, the publishers outrun the subscriber's task and
     // its queue overflows.
-    let t = TestServer::start(options().with_max_pending_messages(6000, OverflowPolicy::DropNewest)).await;
+    flood_a_reading_subscriber(options().with_max_pending_messages(6000, OverflowPolicy::DropNewest)).await;
+}
+
+/// The same through the hooked path (a publish interceptor takes publishers off the direct path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_wait_on_the_hooked_path_too() {
+    let builder =
+        options().with_max_pending_messages(6000, OverflowPolicy::DropNewest).with_publish_interceptor(|_| {});
+    flood_a_reading_subscriber(builder).await;
+}
+
+async fn flood_a_reading_subscriber(builder: corvid::ServerOptionsBuilder) {
+    const PUBLISHERS: usize = 4;
+    const EACH: usize = 25_000;
+    let t = TestServer::start(builder).await;
     let mut sub = Raw::v311(t.addr, "sink").await;
     sub.subscribe("flood/+", QoS::AtMostOnce).await;
     let reader = tokio::spawn(count_publishes(sub, PUBLISHERS * EACH));

@@ -108,6 +108,7 @@ where
                 PublishDecision::Refuse(code) => code,
                 _ => ReasonCode::Success,
             };
+            self.wait_for(published.wait_for);
             (code, published.ticket)
         } else {
             if let Some(durable) = &self.broker.durable
@@ -115,10 +116,22 @@ where
             {
                 durable.wait_for_room().await;
             }
-            (ReasonCode::Success, self.broker.publish_with(message, Some(self.state.shared.id), extra).ticket)
+            let published = self.broker.publish_with(message, Some(self.state.shared.id), extra);
+            self.wait_for(published.wait_for);
+            (ReasonCode::Success, published.ticket)
         };
         self.finish_publish(ack, code, ticket);
         Ok(())
+    }
+
+    /// Notes a subscriber this client outran, for the connection to wait for before it reads more (backpressure,
+    /// as on the direct path).
+    fn wait_for(&mut self, congested: Option<std::sync::Arc<crate::session::SessionShared>>) {
+        if let Some(congested) = congested {
+            let generation = self.broker.subscriptions.generation();
+            self.route_cache.get_or_insert_with(|| Box::new(crate::route::RouteCache::new(generation))).congested =
+                Some(congested);
+        }
     }
 
     /// Whether a PUBLISH can be handled without waiting: no publish interceptor, room in the durable store.

@@ -325,6 +325,10 @@ where
                 Box::pin(self.handle_hooked_packet(packet))
             };
             hooked.await?;
+            if self.route_cache.as_ref().is_some_and(|r| r.congested.is_some()) {
+                // The client outran a subscriber: the rest of the buffer waits (see `run`).
+                return Ok(());
+            }
         }
     }
 
