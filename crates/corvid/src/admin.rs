@@ -145,18 +145,13 @@ impl Server {
             delivery.seq = Some(seq);
             ops.push(crate::store::persistent::SessionOp::PutMessage {
                 client_id: session.client_id.clone(),
-                message: crate::store::persistent::StoredMessage {
-                    seq,
-                    message: delivery.message.clone(),
-                    qos,
-                    retain: false,
-                    subscription_ids: Vec::new(),
-                    state: crate::store::persistent::StoredMessageState::Queued,
-                },
+                message: crate::broker::stored(&delivery, seq),
             });
         }
         self.broker.store_ops(ops);
-        session.enqueue(delivery);
+        // Through the broker's queueing: a message the overflow policy drops is counted, reported and deleted from
+        // the store like any other.
+        self.broker.queue(&session, &mut vec![delivery]);
         true
     }
 

@@ -66,7 +66,7 @@ pub(crate) struct Published {
 }
 
 /// The store record of a delivery.
-fn stored(delivery: &Delivery, seq: u64) -> StoredMessage {
+pub(crate) fn stored(delivery: &Delivery, seq: u64) -> StoredMessage {
     StoredMessage {
         seq,
         message: delivery.message.clone(),
@@ -385,7 +385,7 @@ impl Broker {
 
     /// Queues `deliveries` for `session`, accounting for those its overflow policy drops. Returns whether its
     /// publishers should wait for it to drain.
-    fn queue(&self, session: &Arc<SessionShared>, deliveries: &mut Vec<Delivery>) -> bool {
+    pub(crate) fn queue(&self, session: &Arc<SessionShared>, deliveries: &mut Vec<Delivery>) -> bool {
         let mut deletes = Vec::new();
         let congested = session.enqueue_all(deliveries, |dropped| {
             add(&self.stats.publish_dropped, 1);

@@ -139,10 +139,7 @@ impl ConnControl {
         if end.handoff.is_some() {
             return Poll::Ready(());
         }
-        match &mut end.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
+        crate::session::park(&mut end.waker, cx);
         Poll::Pending
     }
 

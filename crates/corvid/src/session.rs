@@ -112,35 +112,36 @@ const ROOM_LOW: usize = 1024;
 const ROOM_PROGRESS: usize = 256;
 
 impl Outbox {
-    /// Queues a delivery within the bound, applying the overflow policy.
-    fn offer(&mut self, delivery: Delivery) -> Enqueued {
+    /// Queues a delivery within the bound, applying the overflow policy; returns the delivery it dropped, if any
+    /// (the oldest queued, or this one).
+    fn offer(&mut self, delivery: Delivery) -> Option<Delivery> {
         if self.queue.len() < self.limit {
             self.queue.push_back(delivery);
-            return Enqueued::Queued;
+            return None;
         }
         match self.policy {
-            OverflowPolicy::DropNewest => Enqueued::DroppedNew(delivery),
+            OverflowPolicy::DropNewest => Some(delivery),
             OverflowPolicy::DropOldest => {
                 let oldest = self.queue.pop_front();
                 self.queue.push_back(delivery);
-                match oldest {
-                    Some(oldest) => Enqueued::DroppedOldest(oldest),
-                    None => Enqueued::Queued,
-                }
+                oldest
             }
         }
     }
+
+    /// Keeps the waker of the task waiting on this queue (see [`park`]).
+    fn park(&mut self, cx: &Context<'_>) {
+        park(&mut self.waker, cx);
+    }
 }
 
-/// What happened to a delivery offered to a session's queue.
-#[derive(Debug)]
-pub(crate) enum Enqueued {
-    /// Queued.
-    Queued,
-    /// Queued, and the oldest queued delivery was dropped to make room.
-    DroppedOldest(Delivery),
-    /// Not queued: the queue is full and the policy drops new messages.
-    DroppedNew(Delivery),
+/// Keeps `cx`'s waker in `slot`, unless the one there already wakes the same task: the wait of a hand-written poll
+/// whose waker lives under the lock of the state it waits on.
+pub(crate) fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        slot => *slot = Some(cx.waker().clone()),
+    }
 }
 
 impl SessionShared {
@@ -279,10 +280,7 @@ impl SessionShared {
         if !outbox.queue.is_empty() {
             return Poll::Ready(());
         }
-        match &mut outbox.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
+        outbox.park(cx);
         Poll::Pending
     }
 
@@ -291,25 +289,8 @@ impl SessionShared {
         std::future::poll_fn(|cx| self.poll_queued(cx))
     }
 
-    /// Offers a delivery to the queue, applying the overflow policy, and wakes the serving task.
-    pub(crate) fn enqueue(&self, delivery: Delivery) -> Enqueued {
-        let (result, waker) = {
-            let mut outbox = self.outbox.lock();
-            let result = outbox.offer(delivery);
-            // A waiting task left its waker only while the queue was empty.
-            (result, outbox.waker.take())
-        };
-        if !matches!(result, Enqueued::Queued) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        result
-    }
-
-    /// Offers `deliveries` (emptied) in order as [`Self::enqueue`] does, under one lock and with at most one
-    /// wake-up; `on_drop` sees each delivery the overflow policy drops, after the lock is released. Returns
+    /// Offers `deliveries` (emptied) in order to the queue, applying the overflow policy, under one lock and with at
+    /// most one wake-up of the serving task; `on_drop` sees each delivery the overflow policy drops, after the lock is released. Returns
     /// whether publishers should wait for this queue to drain ([`Self::wait_for_room`]): it holds more than
     /// [`ROOM_HIGH`] deliveries of a connected client that keeps up.
     pub(crate) fn enqueue_all(&self, deliveries: &mut Vec<Delivery>, mut on_drop: impl FnMut(Delivery)) -> bool {
@@ -318,12 +299,7 @@ impl SessionShared {
             let mut outbox = self.outbox.lock();
             let room = outbox.limit.saturating_sub(outbox.queue.len());
             outbox.queue.reserve(deliveries.len().min(room));
-            for delivery in deliveries.drain(..) {
-                match outbox.offer(delivery) {
-                    Enqueued::Queued => {}
-                    Enqueued::DroppedOldest(d) | Enqueued::DroppedNew(d) => dropped.push(d),
-                }
-            }
+            dropped.extend(deliveries.drain(..).filter_map(|delivery| outbox.offer(delivery)));
             let congested = outbox.queue.len() > ROOM_HIGH && !self.slow.load(Ordering::Relaxed) && self.is_online();
             // A waiting task left its waker only while the queue was empty.
             (if outbox.queue.is_empty() { None } else { outbox.waker.take() }, congested)
