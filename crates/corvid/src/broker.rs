@@ -57,12 +57,24 @@ pub(crate) struct Published {
     pub(crate) delivered: usize,
     /// Completes when the message is durable, when the publisher must wait for that.
     pub(crate) ticket: Option<Ticket>,
-    /// Whether a subscriber's queue is past its high-water mark: the publisher should stop reading (see
-    /// [`Broker::flush_routes`]).
-    pub(crate) congested: bool,
-    /// From [`Broker::publish_with`], which queues at once: that subscriber (not the publisher's own session), for a
-    /// publishing connection to wait for. In-process publishing does not wait.
+    /// A subscriber (not the publisher's own session) whose queue this publish, or an earlier one of the same batch,
+    /// filled past its high-water mark: a publishing connection waits for it before it reads more (see
+    /// [`SessionShared::wait_for_room`]). In-process publishing does not wait.
     pub(crate) wait_for: Option<Arc<SessionShared>>,
+}
+
+/// Runs `f` with this thread's routing buffers (fresh ones when re-entered, e.g. by a hook that publishes); the
+/// targets buffer is left empty.
+fn with_route_buffers<R>(f: impl FnOnce(&mut Vec<Match>, &mut Vec<Target>) -> R) -> R {
+    ROUTE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffers) => {
+            let (matches, targets) = &mut *buffers;
+            let result = f(matches, targets);
+            targets.clear();
+            result
+        }
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+    })
 }
 
 /// The store record of a delivery.
@@ -169,7 +181,7 @@ impl Broker {
             PublishDecision::Accept => (decision, self.publish_with(message, origin, extra_ops)),
             _ => {
                 let ticket = self.durable.as_ref().and_then(|d| d.submit(extra_ops, true));
-                (decision, Published { delivered: 0, ticket, congested: false, wait_for: None })
+                (decision, Published { delivered: 0, ticket, wait_for: None })
             }
         }
     }
@@ -186,7 +198,9 @@ impl Broker {
     pub(crate) fn publish_with(&self, message: Message, origin: Option<u64>, extra_ops: Vec<SessionOp>) -> Published {
         let (message, ops) = self.received(message, extra_ops);
         let mut published = self.route(&message, origin, ops);
-        published.wait_for = self.flush_routes(origin);
+        if let Some(congested) = self.flush_routes(origin) {
+            published.wait_for = Some(congested);
+        }
         self.not_consumed(&message, &published);
         published
     }
@@ -206,22 +220,21 @@ impl Broker {
         // and resolved again at the next message.
         let generation = self.subscriptions.generation();
         let cache = cache.get_or_insert_with(|| Box::new(RouteCache::new(generation)));
+        let origin = Some(origin);
         let published = match cache.find(&message.topic, generation) {
-            Some(index) => self.route_to(&message, cache.targets(index), ops),
+            Some(index) => self.route_to(&message, cache.targets(index), ops, origin),
             None if cache.should_admit(&message.topic) => {
                 let mut targets = Vec::new();
-                let cacheable = ROUTE.with(|cell| match cell.try_borrow_mut() {
-                    Ok(mut buffers) => self.resolve(&message.topic, Some(origin), &mut buffers.0, &mut targets),
-                    Err(_) => self.resolve(&message.topic, Some(origin), &mut Vec::new(), &mut targets),
-                });
+                let cacheable =
+                    with_route_buffers(|matches, _| self.resolve(&message.topic, origin, matches, &mut targets));
                 if cacheable {
                     let index = cache.admit(&message.topic, targets);
-                    self.route_to(&message, cache.targets(index), ops)
+                    self.route_to(&message, cache.targets(index), ops, origin)
                 } else {
-                    self.route_to(&message, &targets, ops)
+                    self.route_to(&message, &targets, ops, origin)
                 }
             }
-            None => self.route(&message, Some(origin), ops),
+            None => self.route(&message, origin, ops),
         };
         self.not_consumed(&message, &published);
         published
@@ -229,20 +242,9 @@ impl Broker {
 
     /// Resolves the message's topic into this thread's buffers and routes it (see [`Self::route_to`]).
     fn route(&self, message: &Arc<Message>, origin: Option<u64>, ops: Vec<SessionOp>) -> Published {
-        ROUTE.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buffers) => {
-                let (matches, targets) = &mut *buffers;
-                self.resolve(&message.topic, origin, matches, targets);
-                let published = self.route_to(message, targets, ops);
-                targets.clear();
-                published
-            }
-            // Re-entered on this thread (a hook publishing): fresh buffers.
-            Err(_) => {
-                let mut targets = Vec::new();
-                self.resolve(&message.topic, origin, &mut Vec::new(), &mut targets);
-                self.route_to(message, &targets, ops)
-            }
+        with_route_buffers(|matches, targets| {
+            self.resolve(&message.topic, origin, matches, targets);
+            self.route_to(message, targets, ops, origin)
         })
     }
 
@@ -307,78 +309,80 @@ impl Broker {
     }
 
     /// Makes the deliveries of `message` to `targets`, hands the store its operations, and adds the deliveries to
-    /// this thread's batch (flushed by the caller).
-    fn route_to(&self, message: &Arc<Message>, targets: &[Target], mut ops: Vec<SessionOp>) -> Published {
+    /// this thread's batch (flushed by the caller, or here when it is full). `origin` is the publishing session.
+    fn route_to(
+        &self,
+        message: &Arc<Message>,
+        targets: &[Target],
+        mut ops: Vec<SessionOp>,
+        origin: Option<u64>,
+    ) -> Published {
         let mut delivered = 0;
         let mut full = false;
         // What offline sessions queue: a copy of its own, made once. A decoded message is slices of the read buffer
         // it came in, and a session that stays away would keep that whole buffer (up to 64 KiB) alive per message.
         let mut detached: Option<Arc<Message>> = None;
-        for target in targets {
-            let qos = message.qos.min(target.granted);
-            let session = &target.session;
-            let online = session.is_online();
-            // An offline persistent session keeps QoS 1 and 2 messages only.
-            let wanted = qos != QoS::AtMostOnce || online;
-            let allowed = || match &self.options.hooks.delivery_filter {
-                Some(filter) => {
-                    let session_items = &session.items();
-                    filter(&DeliveryContext { client_id: &session.client_id, session_items, message })
+        // Deliveries that could not join the batch (its thread's batch is in use by a publish that re-entered).
+        let mut unbatched = Vec::new();
+        BATCH.with(|cell| {
+            let mut batch = cell.try_borrow_mut().ok();
+            for target in targets {
+                let qos = message.qos.min(target.granted);
+                let session = &target.session;
+                let online = session.is_online();
+                // An offline persistent session keeps QoS 1 and 2 messages only.
+                let wanted = qos != QoS::AtMostOnce || online;
+                let allowed = || match &self.options.hooks.delivery_filter {
+                    Some(filter) => {
+                        let session_items = &session.items();
+                        filter(&DeliveryContext { client_id: &session.client_id, session_items, message })
+                    }
+                    None => true,
+                };
+                if !(wanted && allowed()) {
+                    continue;
                 }
-                None => true,
-            };
-            if !(wanted && allowed()) {
-                continue;
-            }
-            let retain = message.retain && target.retain_as_published;
-            let subscription_ids = target.subscription_ids.clone();
-            let message = match online {
-                true => message.clone(),
-                false => detached.get_or_insert_with(|| Arc::new(message.detached())).clone(),
-            };
-            let mut delivery = Delivery { message, qos, retain, subscription_ids, seq: None };
-            if qos != QoS::AtMostOnce && session.is_durable() && self.durable.is_some() {
-                let seq = session.next_seq();
-                delivery.seq = Some(seq);
-                ops.push(SessionOp::PutMessage {
-                    client_id: session.client_id.clone(),
-                    message: stored(&delivery, seq),
-                });
-            }
-            delivered += 1;
-            // The store must have the operations before a subscriber can see the message: queued after `submit`.
-            full |= BATCH.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut batch) => batch.push(session, delivery),
-                Err(_) => {
-                    self.queue(session, &mut vec![delivery]);
-                    false
+                let retain = message.retain && target.retain_as_published;
+                let subscription_ids = target.subscription_ids.clone();
+                let message = match online {
+                    true => message.clone(),
+                    false => detached.get_or_insert_with(|| Arc::new(message.detached())).clone(),
+                };
+                let mut delivery = Delivery { message, qos, retain, subscription_ids, seq: None };
+                if qos != QoS::AtMostOnce && session.is_durable() && self.durable.is_some() {
+                    let seq = session.next_seq();
+                    delivery.seq = Some(seq);
+                    ops.push(SessionOp::PutMessage {
+                        client_id: session.client_id.clone(),
+                        message: stored(&delivery, seq),
+                    });
                 }
-            });
-        }
+                delivered += 1;
+                match batch.as_mut() {
+                    Some(batch) => full |= batch.push(session, delivery),
+                    None => unbatched.push((session.clone(), delivery)),
+                }
+            }
+        });
+        // The store has the operations before any subscriber can see the message: everything is queued after this.
         let ticket = self.durable.as_ref().and_then(|d| d.submit(ops, true));
-        let congested = full && self.drain_batch();
-        Published { delivered, ticket, congested, wait_for: None }
+        for (session, delivery) in unbatched {
+            self.queue(&session, &mut vec![delivery]);
+        }
+        let wait_for = if full { self.flush_routes(origin) } else { None };
+        Published { delivered, ticket, wait_for }
     }
 
-    /// Queues every delivery of this thread's batch, each session's under one lock and with one wake-up. Returns
-    /// whether a drain found a congested session (see [`Self::flush_routes`]).
-    fn drain_batch(&self) -> bool {
+    /// Queues every delivery of this thread's batch, each session's under one lock and with one wake-up. Returns a
+    /// session (not the publisher's own, `origin`) whose queue this or an earlier drain of the batch filled past its
+    /// high-water mark, for a publishing connection to wait for before it reads more (see
+    /// [`SessionShared::wait_for_room`]).
+    pub(crate) fn flush_routes(&self, origin: Option<u64>) -> Option<Arc<SessionShared>> {
         BATCH.with(|cell| {
-            let Ok(mut batch) = cell.try_borrow_mut() else { return false };
+            let Ok(mut batch) = cell.try_borrow_mut() else { return None };
             if !batch.is_empty() {
                 batch.drain(|session, run| self.queue(session, run));
             }
-            batch.is_congested()
-        })
-    }
-
-    /// Queues every delivery of this thread's batch (see [`Self::drain_batch`]). Returns a session (not the
-    /// publisher's own, `origin`) whose queue this or an earlier drain of the batch filled past its high-water mark,
-    /// for a publishing connection to wait for before it reads more (see [`SessionShared::wait_for_room`]).
-    pub(crate) fn flush_routes(&self, origin: Option<u64>) -> Option<Arc<SessionShared>> {
-        self.drain_batch();
-        BATCH.with(|cell| {
-            let Ok(mut batch) = cell.try_borrow_mut() else { return None };
             batch.take_congested(origin)
         })
     }

@@ -144,11 +144,6 @@ impl RouteBatch {
         self.len >= BATCH_LIMIT || run_len >= RUN_LIMIT
     }
 
-    /// Whether a drain of this batch found a congested session (not yet taken).
-    pub(crate) fn is_congested(&self) -> bool {
-        !self.congested.is_empty()
-    }
-
     /// Hands every run to `queue`, in order, keeping the emptied vectors for reuse; `queue` says whether that
     /// session is congested.
     pub(crate) fn drain(&mut self, mut queue: impl FnMut(&Arc<SessionShared>, &mut Vec<Delivery>) -> bool) {

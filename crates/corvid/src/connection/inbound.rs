@@ -126,7 +126,7 @@ where
 
     /// Notes a subscriber this client outran, for the connection to wait for before it reads more (backpressure,
     /// as on the direct path).
-    fn wait_for(&mut self, congested: Option<std::sync::Arc<crate::session::SessionShared>>) {
+    pub(super) fn wait_for(&mut self, congested: Option<std::sync::Arc<crate::session::SessionShared>>) {
         if let Some(congested) = congested {
             let generation = self.broker.subscriptions.generation();
             self.route_cache.get_or_insert_with(|| Box::new(crate::route::RouteCache::new(generation))).congested =
@@ -148,14 +148,9 @@ where
         let origin = self.state.shared.id;
         let published = self.broker.publish_batched(message, origin, extra, &mut self.route_cache);
         self.finish_publish(ack, ReasonCode::Success, published.ticket);
-        if published.congested
-            && let Some(congested) = self.broker.flush_routes(Some(origin))
-            && let Some(routes) = self.route_cache.as_mut()
-        {
-            routes.congested = Some(congested);
-            return Ok(true);
-        }
-        Ok(false)
+        let congested = published.wait_for.is_some();
+        self.wait_for(published.wait_for);
+        Ok(congested)
     }
 
     /// Checks a PUBLISH and turns it into a message to route, with the acknowledgement it needs and the store

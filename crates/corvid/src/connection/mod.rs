@@ -339,11 +339,8 @@ where
     /// outcome: in one batch per call (see [`crate::route`]), and ahead of the returned packet's.
     fn handle_packets(&mut self) -> Result<Option<Packet>, CloseReason> {
         let result = self.handle_packets_batched();
-        if let Some(congested) = self.broker.flush_routes(Some(self.state.shared.id))
-            && let Some(routes) = self.route_cache.as_mut()
-        {
-            routes.congested = Some(congested);
-        }
+        let congested = self.broker.flush_routes(Some(self.state.shared.id));
+        self.wait_for(congested);
         result
     }
 
