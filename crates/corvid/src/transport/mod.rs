@@ -227,18 +227,15 @@ async fn unless_stopping<F: Future>(broker: &Broker, f: F) -> Option<F::Output> 
 // the connection's task, unused, for as long as the connection lasts. They go into the boxed handshake instead,
 // which hands them back.
 
-#[cfg(feature = "tls")]
-fn serve_tls(
-    broker: Arc<Broker>,
-    tls: Arc<tls::TlsAcceptor>,
-    stream: TcpStream,
-    remote: SocketAddr,
-) -> impl Future<Output = ()> + Send {
-    // Boxed: the handshake's state does not stay in the connection's task.
-    let handshake = Box::pin(async move {
-        let (stream, subject) = unless_stopping(&broker, tls.accept(stream, remote)).await??;
-        Some((broker, stream, remote, subject))
-    });
+/// Serves the connection a handshake yields (with the verified client certificate's subject, if any). The
+/// handshake is boxed: its state does not stay in the connection's task.
+fn serve_after<S>(
+    handshake: impl Future<Output = Option<(Arc<Broker>, S, SocketAddr, Option<String>)>> + Send + 'static,
+) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handshake = Box::pin(handshake);
     async move {
         let Some((broker, stream, remote, subject)) = handshake.await else {
             return;
@@ -247,23 +244,29 @@ fn serve_tls(
     }
 }
 
+#[cfg(feature = "tls")]
+fn serve_tls(
+    broker: Arc<Broker>,
+    tls: Arc<tls::TlsAcceptor>,
+    stream: TcpStream,
+    remote: SocketAddr,
+) -> impl Future<Output = ()> + Send {
+    serve_after(async move {
+        let (stream, subject) = unless_stopping(&broker, tls.accept(stream, remote)).await??;
+        Some((broker, stream, remote, subject))
+    })
+}
+
 fn serve_ws(
     broker: Arc<Broker>,
     ws: Arc<ws::WsAcceptor>,
     stream: TcpStream,
     remote: SocketAddr,
 ) -> impl Future<Output = ()> + Send {
-    // Boxed: the handshake's state does not stay in the connection's task.
-    let handshake = Box::pin(async move {
+    serve_after(async move {
         let stream = unless_stopping(&broker, ws.accept(stream, remote)).await??;
-        Some((broker, stream, remote))
-    });
-    async move {
-        let Some((broker, stream, remote)) = handshake.await else {
-            return;
-        };
-        connection::serve(broker, stream, remote).await;
-    }
+        Some((broker, stream, remote, None))
+    })
 }
 
 #[cfg(feature = "tls")]
@@ -274,19 +277,12 @@ fn serve_wss(
     stream: TcpStream,
     remote: SocketAddr,
 ) -> impl Future<Output = ()> + Send {
-    // Boxed: the handshakes' state does not stay in the connection's task.
-    let handshakes = Box::pin(async move {
+    serve_after(async move {
         let handshakes = async {
             let (stream, subject) = tls.accept(stream, remote).await?;
             Some((ws.accept(stream, remote).await?, subject))
         };
         let (stream, subject) = unless_stopping(&broker, handshakes).await??;
         Some((broker, stream, remote, subject))
-    });
-    async move {
-        let Some((broker, stream, remote, subject)) = handshakes.await else {
-            return;
-        };
-        connection::serve_with_certificate(broker, stream, remote, subject).await;
-    }
+    })
 }
