@@ -22,17 +22,11 @@ fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/corvid-browser.XXXXXX")
 EXAMPLE_PID=""
+# shellcheck source=tests/stop_process.sh
+source "$ROOT/tests/stop_process.sh"
+
 cleanup() {
-    if [[ -n $EXAMPLE_PID ]] && kill -0 "$EXAMPLE_PID" 2>/dev/null; then
-        kill -TERM "$EXAMPLE_PID" 2>/dev/null || true
-        local i
-        for ((i = 0; i < 30; i++)); do
-            kill -0 "$EXAMPLE_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$EXAMPLE_PID" 2>/dev/null || true
-        wait "$EXAMPLE_PID" 2>/dev/null || true
-    fi
+    stop_process "$EXAMPLE_PID" 30
     rm -rf "$WORK"
 }
 trap cleanup EXIT

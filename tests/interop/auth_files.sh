@@ -20,16 +20,7 @@ AF_PROC_TIMEOUT=${AF_PROC_TIMEOUT:-20}
 af_log() { echo "interop/auth_files: $*" >&2; }
 
 af_stop() {
-    if [[ -n $AF_PID ]] && kill -0 "$AF_PID" 2>/dev/null; then
-        kill -TERM "$AF_PID" 2>/dev/null || true
-        local i
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$AF_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$AF_PID" 2>/dev/null || true
-        wait "$AF_PID" 2>/dev/null || true
-    fi
+    stop_process "$AF_PID"
     AF_PID=""
 }
 

@@ -56,17 +56,11 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/corvid-interop.XXXXXX")
 BROKER_PID=""
 BROKER_LOG="$WORK/broker.log"
 
+# shellcheck source=tests/stop_process.sh
+source "$ROOT/tests/stop_process.sh"
+
 cleanup() {
-    if [[ -n $BROKER_PID ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null || true
-        local i
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$BROKER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-    fi
+    stop_process "$BROKER_PID"
     rm -rf "$WORK"
 }
 trap cleanup EXIT

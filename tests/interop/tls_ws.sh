@@ -16,16 +16,7 @@ TW_PROC_TIMEOUT=${TW_PROC_TIMEOUT:-20}
 tw_log() { echo "interop/tls_ws: $*" >&2; }
 
 tw_stop() {
-    if [[ -n $TW_PID ]] && kill -0 "$TW_PID" 2>/dev/null; then
-        kill -TERM "$TW_PID" 2>/dev/null || true
-        local i
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$TW_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$TW_PID" 2>/dev/null || true
-        wait "$TW_PID" 2>/dev/null || true
-    fi
+    stop_process "$TW_PID"
     TW_PID=""
 }
 
