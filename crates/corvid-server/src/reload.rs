@@ -72,26 +72,17 @@ impl Reloader {
 
 /// The settings that differ between `old` and `new` and that only a restart applies.
 fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    if old.listeners != new.listeners {
-        changed.push("[[listener]]");
-    }
-    if old.limits != new.limits {
-        changed.push("[limits]");
-    }
-    if old.storage != new.storage {
-        changed.push("[storage]");
-    }
-    if old.metrics != new.metrics {
-        changed.push("[metrics]");
-    }
-    if old.data_dir != new.data_dir {
-        changed.push("data_dir");
-    }
-    if old.sys_interval != new.sys_interval {
-        changed.push("sys_interval");
-    }
-    changed
+    [
+        ("[[listener]]", old.listeners != new.listeners),
+        ("[limits]", old.limits != new.limits),
+        ("[storage]", old.storage != new.storage),
+        ("[metrics]", old.metrics != new.metrics),
+        ("data_dir", old.data_dir != new.data_dir),
+        ("sys_interval", old.sys_interval != new.sys_interval),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
 }
 
 #[cfg(test)]
