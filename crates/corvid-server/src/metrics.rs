@@ -105,6 +105,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let gauges = Gauges {
         uptime_seconds: state.started.elapsed().as_secs_f64(),
         clients_connected: connected,
+        clients_parked: state.server.parked_count(),
         sessions,
         retained_messages: state.server.retained_count(),
         subscriptions: state.server.subscription_count(),
@@ -118,6 +119,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 struct Gauges {
     uptime_seconds: f64,
     clients_connected: usize,
+    clients_parked: usize,
     sessions: usize,
     retained_messages: usize,
     subscriptions: usize,
@@ -150,9 +152,14 @@ fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
         let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
     }
-    let gauges: [(&str, &str, String); 6] = [
+    let gauges: [(&str, &str, String); 7] = [
         ("corvid_uptime_seconds", "Seconds since the broker started.", format!("{:.3}", g.uptime_seconds)),
         ("corvid_clients_connected", "MQTT clients connected now.", g.clients_connected.to_string()),
+        (
+            "corvid_clients_parked",
+            "Connected clients idle enough to be parked (no task of their own) now.",
+            g.clients_parked.to_string(),
+        ),
         ("corvid_sessions", "Sessions now, connected or not.", g.sessions.to_string()),
         ("corvid_retained_messages", "Retained messages now.", g.retained_messages.to_string()),
         ("corvid_subscriptions", "Subscriptions now.", g.subscriptions.to_string()),

@@ -40,6 +40,8 @@ pub(crate) struct Broker {
     pub(crate) durable: Option<Arc<Durable>>,
     /// False while draining: new connections are refused with "server unavailable".
     pub(crate) accepting: std::sync::atomic::AtomicBool,
+    /// Where idle connections wait without a task, when they are parked (see [`crate::parking`]).
+    pub(crate) parking: Option<crate::parking::ParkingLot>,
     next_id: AtomicU64,
 }
 
@@ -104,7 +106,13 @@ impl Broker {
         retained_writer: Option<crate::store::retained_writer::RetainedWriter>,
         durable: Option<Arc<Durable>>,
     ) -> Self {
+        let parking = options.limits.park_idle_after.and_then(|_| {
+            crate::parking::ParkingLot::new()
+                .inspect_err(|error| tracing::warn!(%error, "idle connections will not be parked"))
+                .ok()
+        });
         Self {
+            parking,
             retained_writer,
             durable,
             events: tokio::sync::broadcast::channel(options.event_capacity.max(1)).0,
@@ -131,6 +139,9 @@ impl Broker {
     pub(crate) fn stop(&self) {
         self.shutdown.cancel();
         self.registry.stop_all();
+        if let Some(lot) = &self.parking {
+            lot.stop();
+        }
     }
 
     /// Milliseconds since the broker started, wrapping after 49 days: the clock of the keep-alive sweep, coarse

@@ -38,6 +38,11 @@ pub mod hooks;
 mod items;
 mod message;
 pub mod options;
+#[cfg(unix)]
+mod parking;
+#[cfg(not(unix))]
+#[path = "parking_unsupported.rs"]
+mod parking;
 mod registry;
 mod retained;
 mod route;

@@ -47,6 +47,11 @@ pub struct Limits {
     pub max_session_expiry_interval: u32,
     /// Whether retained messages are supported.
     pub retain_available: bool,
+    /// How long a plain-TCP connection must be idle (no byte either way, nothing queued, nothing in flight) before
+    /// it is parked: its task and its registration with the runtime are released, leaving the socket watched by the
+    /// server's parking lot and the connection's state in a small record, until the client sends something or a
+    /// message, a kick, a takeover or the keep-alive check needs it. The client cannot tell. `None`: never park.
+    pub park_idle_after: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -61,6 +66,7 @@ impl Default for Limits {
             max_topic_alias: 64,
             max_session_expiry_interval: u32::MAX,
             retain_available: true,
+            park_idle_after: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -248,6 +254,13 @@ impl ServerOptionsBuilder {
     /// How long a new connection has to send CONNECT.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.options.limits.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a plain-TCP connection is idle before it is parked (see [`Limits::park_idle_after`]); `None`:
+    /// never.
+    pub fn with_park_idle_after(mut self, idle: Option<Duration>) -> Self {
+        self.options.limits.park_idle_after = idle;
         self
     }
 

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 use std::time::SystemTime;
@@ -71,9 +71,30 @@ pub(crate) struct ConnControl {
     /// When the client was last active, in [`crate::broker::Broker::millis`]. Written by the connection, read by
     /// the broker's keep-alive sweep: an atomic here instead of a timer in every connection's task.
     last_active: AtomicU32,
+    /// When bytes last went either way, in [`crate::broker::Broker::millis`]: how long the connection has been idle,
+    /// for parking (see [`crate::parking`]).
+    last_io: AtomicU32,
     /// The keep-alive in seconds, 0 for none; set once the connection is established.
     keep_alive: AtomicU16,
+    /// Whether the connection may be parked, and whether it was asked to be: one of the `PARK_*` values.
+    park: AtomicU8,
     pub(crate) info: ConnInfo,
+}
+
+/// The connection cannot be parked (not plain TCP, or parking is off).
+const PARK_NEVER: u8 = 0;
+/// The connection can be parked once idle.
+const PARK_ABLE: u8 = 1;
+/// The keep-alive sweep asked the connection to park (it may decline), or it is parked.
+const PARK_ASKED: u8 = 2;
+
+/// What wakes a connection's task from its control block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// It is asked to end ([`ConnControl::end_reason`] says why).
+    End,
+    /// It has been idle long enough to be parked.
+    Park,
 }
 
 /// See [`ConnControl::end`].
@@ -89,20 +110,52 @@ impl ConnControl {
             end: Mutex::new(EndRequest::default()),
             delete_session: AtomicBool::new(false),
             last_active: AtomicU32::new(0),
+            last_io: AtomicU32::new(0),
             keep_alive: AtomicU16::new(0),
+            park: AtomicU8::new(PARK_NEVER),
             info,
         }
     }
 
     /// Starts keep-alive checks (`seconds` 0: none), counting the client active at `now`.
     pub(crate) fn start_keep_alive(&self, seconds: u16, now: u32) {
-        self.last_active.store(now, Ordering::Relaxed);
+        self.active(now);
         self.keep_alive.store(seconds, Ordering::Relaxed);
     }
 
     /// Records that the client was active at `now` (in [`crate::broker::Broker::millis`]).
     pub(crate) fn active(&self, now: u32) {
         self.last_active.store(now, Ordering::Relaxed);
+        self.last_io.store(now, Ordering::Relaxed);
+    }
+
+    /// Records that bytes were sent to the client at `now`: not activity of the client (keep-alive), but not idle.
+    pub(crate) fn sent(&self, now: u32) {
+        self.last_io.store(now, Ordering::Relaxed);
+    }
+
+    /// Makes the connection parkable from now on, or again (after it was parked, or declined to be): the sweep
+    /// asks it to park once it has been idle for the broker's `park_idle_after`, counted from `now`.
+    pub(crate) fn parkable(&self, now: u32) {
+        self.last_io.store(now, Ordering::Relaxed);
+        self.park.store(PARK_ABLE, Ordering::Release);
+    }
+
+    /// Asks a parkable connection idle at `now` for `idle_millis` or more to park, waking its task.
+    fn ask_to_park_if_idle(&self, now: u32, idle_millis: u32) {
+        if self.park.load(Ordering::Relaxed) != PARK_ABLE {
+            return;
+        }
+        let idle = now.wrapping_sub(self.last_io.load(Ordering::Relaxed)) as i32;
+        if i64::from(idle) < i64::from(idle_millis)
+            || self.park.compare_exchange(PARK_ABLE, PARK_ASKED, Ordering::AcqRel, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        let waker = self.end.lock().waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Whether the client, which has a keep-alive, has been silent at `now` for longer than one and a half times it.
@@ -146,6 +199,22 @@ impl ConnControl {
     /// Completes once the connection is asked to end. A hand-written poll: small in every connection's task.
     pub(crate) fn ended(&self) -> impl Future<Output = ()> + '_ {
         std::future::poll_fn(|cx| self.poll_end(cx))
+    }
+
+    /// Completes once the connection is asked to end, or to park (an end request wins).
+    pub(crate) fn signalled(&self) -> impl Future<Output = Signal> + '_ {
+        std::future::poll_fn(|cx| {
+            let mut end = self.end.lock();
+            if end.handoff.is_some() {
+                return Poll::Ready(Signal::End);
+            }
+            // Read under the lock the sweep takes to wake: an ask cannot slip between this look and the wait.
+            if self.park.load(Ordering::Acquire) == PARK_ASKED {
+                return Poll::Ready(Signal::Park);
+            }
+            crate::session::park(&mut end.waker, cx);
+            Poll::Pending
+        })
     }
 
     /// The hand-off request left for this connection, if any. Only called under the registry lock.
@@ -325,16 +394,18 @@ impl Registry {
         }
     }
 
-    /// Asks every connection whose client has been silent for longer than one and a half keep-alives to end.
+    /// Asks every connection whose client has been silent for longer than one and a half keep-alives to end, and
+    /// (with `park_after` milliseconds) every parkable connection idle that long to park.
     ///
-    /// One or two atomic loads per connection under the registry lock: a sweep of 100,000 connections takes 1.5
-    /// to 3 ms.
-    pub(crate) fn end_silent(&self, now: u32) {
+    /// A few atomic loads per connection under the registry lock: a sweep of 100,000 connections takes 1.5 to 3 ms.
+    pub(crate) fn sweep_connections(&self, now: u32, park_after: Option<u32>) {
         for entry in self.entries.lock().values() {
-            if let Entry::Online { control, .. } = entry
-                && control.is_silent(now)
-            {
-                control.request_end(Handoff::KeepAliveTimeout);
+            if let Entry::Online { control, .. } = entry {
+                if control.is_silent(now) {
+                    control.request_end(Handoff::KeepAliveTimeout);
+                } else if let Some(idle) = park_after {
+                    control.ask_to_park_if_idle(now, idle);
+                }
             }
         }
     }
@@ -458,16 +529,16 @@ mod tests {
         registry.claim(&ByteString::from("talking"), 2, talking.clone());
         registry.claim(&ByteString::from("forever"), 3, forever.clone());
         let mut cx = Context::from_waker(Waker::noop());
-        registry.end_silent(16_000);
+        registry.sweep_connections(16_000, None);
         assert!(quiet.poll_end(&mut cx).is_pending(), "15 s of silence is not beyond 15 s");
         talking.active(16_000);
         // A time recorded after the sweep's own is no silence.
         talking.active(16_050);
-        registry.end_silent(16_001);
+        registry.sweep_connections(16_001, None);
         assert!(quiet.poll_end(&mut cx).is_ready());
         assert_eq!(quiet.end_reason(), CloseReason::KeepAliveTimeout);
         assert!(talking.poll_end(&mut cx).is_pending());
-        registry.end_silent(u32::MAX);
+        registry.sweep_connections(u32::MAX, None);
         assert!(forever.poll_end(&mut cx).is_pending());
     }
 }

@@ -92,6 +92,7 @@ impl Server {
         }
         broker.tasks.spawn(sweep_loop(broker.clone()));
         broker.tasks.spawn(keep_alive_loop(broker.clone()));
+        crate::parking::start(&broker);
         if let Some(interval) = broker.options.sys_interval {
             broker.tasks.spawn(crate::sys::publish_loop(broker.clone(), interval));
         }
@@ -231,15 +232,20 @@ async fn sweep_loop(broker: Arc<Broker>) {
 /// to 3 ms for 100,000 of them: well under 1% of a core at this period.
 const KEEP_ALIVE_SWEEP: Duration = Duration::from_millis(500);
 
-/// Closes connections whose client has been silent for longer than one and a half keep-alives: one task for the
-/// broker instead of a timer in every connection.
+/// Closes connections whose client has been silent for longer than one and a half keep-alives, and asks idle ones
+/// to park: one task for the broker instead of a timer in every connection.
 async fn keep_alive_loop(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(KEEP_ALIVE_SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let park_after = broker
+        .parking
+        .as_ref()
+        .and(broker.options.limits.park_idle_after)
+        .map(|idle| u32::try_from(idle.as_millis()).unwrap_or(u32::MAX));
     loop {
         tokio::select! {
             () = broker.shutdown.cancelled() => return,
-            _ = tick.tick() => broker.registry.end_silent(broker.millis()),
+            _ = tick.tick() => broker.registry.sweep_connections(broker.millis(), park_after),
         }
     }
 }

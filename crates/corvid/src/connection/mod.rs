@@ -11,7 +11,7 @@ mod outbound;
 
 use crate::broker::Broker;
 use crate::events::{DisconnectKind, Event};
-use crate::registry::{ConnControl, Released};
+use crate::registry::{ConnControl, Released, Signal};
 use crate::route::RouteCache;
 use crate::session::{PendingWill, SessionState};
 use crate::stats::add;
@@ -26,6 +26,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Write buffer size beyond which the driver writes before encoding more.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -226,8 +227,207 @@ where
         let Some(mut conn) = handshake.await else {
             return;
         };
-        let reason = conn.run().await;
+        // Only plain TCP connections of the server's own endpoints are ever asked to park.
+        let reason = conn.run().await.unwrap_or(CloseReason::ConnectionLost);
         Box::pin(conn.finish(reason)).await;
+    }
+}
+
+/// [`serve`] for a connection accepted on a plain TCP endpoint: parked while it is idle (see [`crate::parking`]).
+pub(crate) fn serve_tcp(broker: Arc<Broker>, stream: TcpStream, remote: SocketAddr) -> impl Future<Output = ()> + Send {
+    drive_tcp(connect::handshake(broker, stream, remote, None))
+}
+
+/// Serves a parked connection again, in a new task on `runtime`.
+pub(crate) fn resume(parked: ParkedConnection, runtime: &tokio::runtime::Handle) {
+    let ParkedConnection { stream, rest } = parked;
+    let broker = rest.broker.clone();
+    // The socket joins the runtime's poller here, on the waking thread: the new task has nothing to set up.
+    let _runtime = runtime.enter();
+    match TcpStream::from_std(stream) {
+        Ok(stream) => broker.tasks.spawn_on(drive_tcp(std::future::ready(Some(rest.over(stream)))), runtime),
+        Err(_) => broker.tasks.spawn_on(rest.over(Closed).finish(CloseReason::ConnectionLost), runtime),
+    };
+}
+
+/// Runs the TCP connection `start` yields until it ends or parks. `start` (the handshake, or a resumed connection)
+/// is boxed and freed once done: its state does not stay in every connection's task.
+fn drive_tcp(
+    start: impl Future<Output = Option<Connection<TcpStream>>> + Send + 'static,
+) -> impl Future<Output = ()> + Send {
+    let start = Box::pin(start);
+    async move {
+        let Some(mut conn) = start.await else {
+            return;
+        };
+        loop {
+            if conn.broker.parking.is_some() {
+                conn.control.parkable(conn.broker.millis());
+            }
+            let Some(reason) = conn.run().await else {
+                // Asked to park, and idle.
+                let Detached { stream, rest } = conn.detach();
+                let parked = match stream.into_std() {
+                    Ok(stream) => ParkedConnection { stream, rest },
+                    Err(_) => return Box::pin(rest.over(Closed).finish(CloseReason::ConnectionLost)).await,
+                };
+                let Some(ParkedConnection { stream, rest }) = crate::parking::park(parked) else {
+                    // Parked: this task ends, another resumes the connection.
+                    return;
+                };
+                // Something came while parking: go on.
+                conn = match TcpStream::from_std(stream) {
+                    Ok(stream) => rest.over(stream),
+                    Err(_) => return Box::pin(rest.over(Closed).finish(CloseReason::ConnectionLost)).await,
+                };
+                continue;
+            };
+            return Box::pin(conn.finish(reason)).await;
+        }
+    }
+}
+
+/// A connection taken apart from its stream (see [`Connection::detach`]).
+struct Detached<S> {
+    stream: S,
+    rest: Rest,
+}
+
+/// A parked connection: its socket, out of the runtime, and what its task kept besides buffers and caches.
+pub(crate) struct ParkedConnection {
+    pub(crate) stream: std::net::TcpStream,
+    pub(crate) rest: Rest,
+}
+
+/// What of a [`Connection`] outlives its task while parked: everything but the stream, the (empty) buffers, the
+/// route cache and the (empty) queue of responses waiting for the store.
+pub(crate) struct Rest {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) control: Arc<ConnControl>,
+    pub(crate) state: SessionState,
+    generation: u64,
+    will: Option<Box<Will>>,
+    aliases: Option<Box<TopicAliases>>,
+    client_max_packet_size: u32,
+    send_quota: u16,
+    client_topic_alias_max: u16,
+    problem_information: bool,
+    version: ProtocolVersion,
+}
+
+impl Rest {
+    /// The connection over `stream`, with fresh buffers.
+    fn over<S>(self, stream: S) -> Connection<S> {
+        let Self {
+            broker,
+            control,
+            state,
+            generation,
+            will,
+            aliases,
+            client_max_packet_size,
+            send_quota,
+            client_topic_alias_max,
+            problem_information,
+            version,
+        } = self;
+        Connection {
+            broker,
+            stream,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            version,
+            generation,
+            control,
+            state,
+            will,
+            send_quota,
+            client_max_packet_size,
+            client_topic_alias_max,
+            aliases,
+            route_cache: None,
+            problem_information,
+            pending_acks: PendingAcks::default(),
+            read_window: MIN_READ_WINDOW,
+        }
+    }
+}
+
+/// The stream of a connection whose socket was lost while it parked or resumed: reads see the end, writes fail.
+struct Closed;
+
+impl AsyncRead for Closed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Closed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Err(std::io::ErrorKind::NotConnected.into()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl<S> Connection<S> {
+    /// Whether the connection holds nothing but its socket and its session's state: no partial packet, nothing
+    /// unwritten, no response waiting for the store, no message in flight, no subscriber it waits for.
+    fn is_idle(&self) -> bool {
+        self.rbuf.is_empty()
+            && self.wbuf.is_empty()
+            && self.pending_acks.is_empty()
+            && self.state.inflight.is_empty()
+            && self.route_cache.as_ref().is_none_or(|r| r.congested.is_none())
+    }
+
+    /// Takes the connection apart, dropping its buffers and caches (see [`Self::is_idle`]).
+    fn detach(self) -> Detached<S> {
+        let Self {
+            broker,
+            stream,
+            version,
+            generation,
+            control,
+            state,
+            will,
+            send_quota,
+            client_max_packet_size,
+            client_topic_alias_max,
+            aliases,
+            problem_information,
+            ..
+        } = self;
+        Detached {
+            stream,
+            rest: Rest {
+                broker,
+                control,
+                state,
+                generation,
+                will,
+                aliases,
+                client_max_packet_size,
+                send_quota,
+                client_topic_alias_max,
+                problem_information,
+                version,
+            },
+        }
     }
 }
 
@@ -235,22 +435,23 @@ impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    async fn run(&mut self) -> CloseReason {
+    /// Serves the connection until it ends (`Some`), or until it is asked to park while idle (`None`).
+    async fn run(&mut self) -> Option<CloseReason> {
         let broker = self.broker.clone();
         let shared = self.state.shared.clone();
         let control = self.control.clone();
         // Packets that arrived together with CONNECT.
         if let Err(reason) = self.handle_input().await {
-            return reason;
+            return Some(reason);
         }
         loop {
             while self.drain_queue() {
                 if let Err(reason) = self.flush_or_end().await {
-                    return reason;
+                    return Some(reason);
                 }
             }
             if let Err(reason) = self.flush_or_end().await {
-                return reason;
+                return Some(reason);
             }
             if let Some(congested) = self.route_cache.as_mut().and_then(|r| r.congested.take()) {
                 // Backpressure: the client's next messages stay in its socket, and its TCP window fills, until the
@@ -266,20 +467,25 @@ where
                 })
                 .await;
                 if ended {
-                    return control.end_reason();
+                    return Some(control.end_reason());
                 }
                 if let Err(reason) = self.handle_input().await {
-                    return reason;
+                    return Some(reason);
                 }
                 continue;
             }
             let room = self.state.inflight.len() < usize::from(self.send_quota);
             tokio::select! {
                 biased;
-                () = control.ended() => return control.end_reason(),
+                signal = control.signalled() => match signal {
+                    Signal::End => return Some(control.end_reason()),
+                    Signal::Park if self.is_idle() => return None,
+                    // Busy after all: asked again after another idle period.
+                    Signal::Park => control.parkable(broker.millis()),
+                },
                 read = read_some(&mut self.stream, &mut self.rbuf, self.read_window as usize) => {
                     match read {
-                        Ok((0, _)) | Err(_) => return CloseReason::ConnectionLost,
+                        Ok((0, _)) | Err(_) => return Some(CloseReason::ConnectionLost),
                         Ok((n, window)) => {
                             if n >= window && self.read_window < MAX_READ_WINDOW {
                                 self.read_window *= 2;
@@ -288,7 +494,7 @@ where
                             add(&control.info.bytes_received, n as u64);
                             control.active(broker.millis());
                             if let Err(reason) = self.handle_input().await {
-                                return reason;
+                                return Some(reason);
                             }
                         }
                     }
@@ -296,7 +502,7 @@ where
                 () = shared.queued_wait(), if room => {}
                 durable = front_ready(&mut self.pending_acks), if !self.pending_acks.is_empty() => {
                     if let Err(reason) = self.release_acks(durable) {
-                        return reason;
+                        return Some(reason);
                     }
                 }
             }
@@ -482,6 +688,9 @@ where
         })
         .await
         .map_err(|_: std::io::Error| CloseReason::ConnectionLost)?;
+        if written > 0 {
+            self.control.sent(self.broker.millis());
+        }
         add(&self.broker.stats.bytes_sent, written as u64);
         add(&self.control.info.bytes_sent, written as u64);
         Ok(done)
@@ -617,5 +826,17 @@ mod tests {
         // future, trailer, in 128-byte steps) is 512 bytes, and would be 640 past 400. Every byte here is paid by
         // every idle connection.
         assert!(size <= 384, "the connection future is {size} bytes");
+    }
+
+    /// The same for plain TCP, whose future also parks and resumes.
+    #[tokio::test]
+    async fn tcp_connection_future_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let broker = std::sync::Arc::new(crate::broker::Broker::new(crate::ServerOptions::default(), None, None));
+        let future = super::serve_tcp(broker, stream, "127.0.0.1:1".parse().unwrap());
+        let size = std::mem::size_of_val(&future);
+        // 400 bytes in a release build (a 512-byte task cell, see above); a test build keeps 8 more.
+        assert!(size <= 408, "the TCP connection future is {size} bytes");
     }
 }

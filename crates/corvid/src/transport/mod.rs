@@ -113,6 +113,12 @@ impl ServerHandle {
         self.broker.registry.counts()
     }
 
+    /// How many connected clients are parked now: idle, their connection waiting without a task (see
+    /// [`crate::Limits::park_idle_after`]).
+    pub fn parked_count(&self) -> usize {
+        self.broker.parking.as_ref().map_or(0, |lot| lot.len())
+    }
+
     /// How many retained messages there are.
     pub fn retained_count(&self) -> usize {
         self.broker.retained.len()
@@ -190,9 +196,9 @@ impl Acceptor {
     /// Starts serving an accepted TCP connection in a task of the server.
     pub(crate) fn spawn(&self, broker: &Arc<Broker>, stream: TcpStream, remote: SocketAddr) {
         match self {
-            // Plain TCP keeps its own, smallest, task.
+            // Plain TCP keeps its own, smallest, task, and gives it up while idle.
             Self::Tcp => {
-                broker.tasks.spawn(connection::serve(broker.clone(), stream, remote));
+                broker.tasks.spawn(connection::serve_tcp(broker.clone(), stream, remote));
             }
             #[cfg(feature = "tls")]
             Self::Tls(tls) => {
