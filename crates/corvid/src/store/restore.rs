@@ -1,5 +1,5 @@
-//! Rebuilding the broker's state from what a durable store loaded: retained messages, sessions with their
-//! subscriptions, queued and inflight messages, and inbound QoS 2 packet identifiers.
+//! Rebuilding the broker's state from what a durable store loaded: retained messages, sessions with their user
+//! names, subscriptions, queued and inflight messages, and inbound QoS 2 packet identifiers.
 
 use crate::broker::Broker;
 use crate::message::Delivery;
@@ -43,6 +43,7 @@ pub(crate) fn restore(broker: &Broker, loaded: Loaded) -> (usize, usize) {
             limits.max_pending_messages_per_client,
             limits.pending_overflow,
         ));
+        shared.set_username(stored.username);
         shared.set_expiry_interval(stored.expiry_interval, true);
         shared.mark_stored();
         for (filter, options, subscription_id) in stored.subscriptions {
