@@ -69,6 +69,9 @@ pub struct StoredMessage {
 }
 
 /// The user name a session's client sent in its last CONNECT, as a stored session record knows it.
+///
+/// Hooks of a restored session see it in [`crate::RestoreContext`], to give the session the items the connection
+/// validator would have given a live one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoredUsername {
