@@ -4,6 +4,8 @@
 //! - The connection validator checks the user name and password against the password file (unknown user or wrong
 //!   password: CONNACK 4 / 0x86; clients without a user name are refused earlier, 5 / 0x87, unless
 //!   `allow_anonymous`), and records who the client is in its session items for the ACL hooks.
+//! - The session restorer records the same for each persistent session restored from the durable store at start,
+//!   from the user name stored with it, so the ACL treats it as it treated the session before the restart.
 //! - The publish interceptor checks write access (wills included, when they are published): a refused MQTT 5
 //!   publisher gets PUBACK / PUBREC 0x87; a 3.1.1 one is acknowledged and the message dropped.
 //! - The subscription interceptor refuses a filter that no read rule could match (SUBACK 0x87 / 0x80).
@@ -16,11 +18,13 @@
 use crate::acl::{Acl, AclFileError, Client, Want};
 use crate::config::Config;
 use crate::password::{PasswordFile, PasswordFileError, Verdict};
+use corvid::store::StoredUsername;
 use corvid::{
-    ConnectContext, ConnectReturnCode, PublishDecision, ReasonCode, ServerOptionsBuilder, SubscriptionDecision,
+    ConnectContext, ConnectReturnCode, PublishDecision, ReasonCode, RestoreContext, ServerOptionsBuilder,
+    SubscriptionDecision,
 };
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// A file read at start and again on SIGHUP, at a path a reload may change, or none.
@@ -76,10 +80,22 @@ impl<T> Slot<T> {
     }
 }
 
-/// Who a connection is, kept in its session items by the validator for the ACL hooks.
+/// Who a connection is, kept in its session items by the validator (or, for a restored session, the session
+/// restorer) for the ACL hooks.
 #[derive(Debug, Clone)]
 struct Identity {
     username: Option<Arc<str>>,
+}
+
+impl Identity {
+    /// The identity of a restored session: that of its client's last connection, if the store kept its user name.
+    fn restored(username: &StoredUsername) -> Option<Self> {
+        match username {
+            StoredUsername::Named(name) => Some(Self { username: Some(Arc::from(&**name)) }),
+            StoredUsername::Anonymous => Some(Self { username: None }),
+            _ => None,
+        }
+    }
 }
 
 /// A password or ACL file that cannot be used.
@@ -101,10 +117,13 @@ pub(crate) struct Security {
     allow_anonymous: AtomicBool,
     passwords: Slot<PasswordFile>,
     acl: Slot<Acl>,
-    /// Whether the ACL hooks are installed. They are called for every message, and a publish interceptor takes
-    /// publishers off the direct path, so only when the file at start names an ACL file; adding one later
-    /// takes a restart.
+    /// Whether the ACL hooks (and the session restorer that gives restored sessions their identity) are installed.
+    /// They are called for every message, and a publish interceptor takes publishers off the direct path, so only
+    /// when the file at start names an ACL file; adding one later takes a restart.
     acl_hooks: bool,
+    /// Sessions restored at start from records without a user name (written by an earlier version): denied by the
+    /// ACL until their clients connect again.
+    restored_without_identity: AtomicUsize,
 }
 
 impl Security {
@@ -119,16 +138,25 @@ impl Security {
             passwords: Slot::new(load_passwords(config.password_file.as_deref())?),
             acl_hooks: acl.is_some(),
             acl: Slot::new(acl),
+            restored_without_identity: AtomicUsize::new(0),
         })
     }
 
-    /// Says what is in force, at start.
+    /// Says what is in force, at start (once the server has started: restored sessions are counted).
     pub(crate) fn log(&self) {
         if let (Some(path), Some(file)) = (self.passwords.path(), self.passwords.get()) {
             tracing::info!(path = %path.display(), users = file.len(), "password file");
         }
         if let (Some(path), Some(acl)) = (self.acl.path(), self.acl.get()) {
             tracing::info!(path = %path.display(), rules = acl.len(), "ACL file");
+        }
+        let unknown = self.restored_without_identity.load(Ordering::Relaxed);
+        if unknown > 0 {
+            tracing::warn!(
+                sessions = unknown,
+                "restored sessions stored without their user name (by an earlier version): the ACL lets no message \
+                 through to them until their clients connect again"
+            );
         }
     }
 
@@ -168,6 +196,8 @@ impl Security {
             return builder;
         }
         let this = self.clone();
+        builder = builder.with_session_restorer(move |ctx| this.restore_identity(ctx));
+        let this = self.clone();
         builder = builder.with_publish_interceptor(move |c| {
             // Messages from the process itself are not subject to the ACL.
             let Some(client_id) = &c.client_id else { return };
@@ -198,13 +228,26 @@ impl Security {
         self.acl.get()
     }
 
-    /// Whether the session may read or write `topic`. A session whose client never passed the validator (one
-    /// restored from the durable store whose client has not come back since a restart) has no identity: denied.
+    /// Whether the session may read or write `topic`. A session with no identity is denied: one restored from a
+    /// record written before user names were stored, until its client connects again.
     fn allows(&self, client_id: &str, identity: Option<Identity>, topic: &str, wanted: Want) -> bool {
         match (self.acl(), identity) {
             (Some(acl), Some(id)) => acl.allows(&client(client_id, &id), topic, wanted),
             (None, _) => true,
             (Some(_), None) => false,
+        }
+    }
+
+    /// The session restorer: gives a restored session the identity its client's last connection had, so the ACL
+    /// hooks treat it as before the restart.
+    fn restore_identity(&self, ctx: &RestoreContext) {
+        match Identity::restored(&ctx.username) {
+            Some(identity) => {
+                ctx.session_items.insert(identity);
+            }
+            None => {
+                self.restored_without_identity.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 

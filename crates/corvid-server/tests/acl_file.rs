@@ -1,7 +1,8 @@
 //! `acl_file` in the real `corvid` binary, over real sockets with rumqttc (MQTT 3.1.1 and 5): write checked on
 //! PUBLISH and on wills, read checked on SUBSCRIBE and on every delivery (retained messages included), `%c` / `%u`
-//! patterns, wildcards in names never widening a pattern, a malformed file stopping the start, and SIGHUP
-//! reloading both the password and the ACL file while connections stay up.
+//! patterns, wildcards in names never widening a pattern, a malformed file stopping the start, SIGHUP reloading
+//! both the password and the ACL file while connections stay up, and a persistent session keeping its client's user
+//! name (for its read rules) across restarts of the broker, in the durable store.
 
 mod common;
 
@@ -233,6 +234,85 @@ async fn sighup_reloads_both_files_and_keeps_connections() {
     assert_eq!(alice.publish("b/3", "x").await, PubAckReason::Success);
     assert_eq!(alice.publish("a/3", "x").await, PubAckReason::NotAuthorized);
     assert!(!broker.log.contains("client disconnected client_id=alice-old"), "{}", broker.log);
+}
+
+/// A broker on `port` with the password file (alice, admin, eve) and the ACL above, anonymous clients allowed, and
+/// the durable store: redb in `dir`'s data directory, `sync = "always"` (a PUBACK means the message is on disk).
+fn durable_broker(dir: &Dir, port: u16) -> Broker {
+    dir.write("passwd", &users::file(&[users::ALICE, users::ADMIN, users::EVE]));
+    dir.write("acl", ACL);
+    let cfg = dir.write(
+        "corvid.toml",
+        &format!(
+            "sys_interval = 0\nallow_anonymous = true\npassword_file = \"passwd\"\nacl_file = \"acl\"\n\
+             [storage]\nengine = \"redb\"\nsync = \"always\"\n\
+             [[listener]]\ntype = \"tcp\"\nbind = \"127.0.0.1:{port}\"\n"
+        ),
+    );
+    let mut broker = Broker::start(dir, &cfg, port, &[]);
+    broker.wait_for_log("ACL file");
+    broker
+}
+
+/// A persistent (clean session false) MQTT 3.1.1 connection of `client_id`.
+async fn persistent(port: u16, client_id: &str, login: Option<(&str, &str)>) -> V4 {
+    let mut options = V4::options(port, client_id, login);
+    options.set_clean_session(false);
+    V4::try_connect(options).await.expect("connection refused")
+}
+
+/// Stops the broker with SIGTERM (it writes its sessions' last records) and waits for it to exit.
+fn stop(mut broker: Broker) {
+    broker.signal("-TERM");
+    assert_eq!(broker.wait_exit(), Some(0), "{}", broker.log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_session_reads_under_its_user_name() {
+    let dir = Dir::new("acl-restored");
+    let port = free_port();
+    let mut broker = durable_broker(&dir, port);
+    let mut alice = persistent(port, "alice-sub", ALICE).await;
+    assert_eq!(alice.subscribe("sensors/#").await, rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtLeastOnce));
+    alice.client.disconnect().await.unwrap();
+    broker.wait_for_log("client disconnected");
+    drop(alice);
+    stop(broker);
+
+    // Restarted: alice's session comes back from the store, her client still away. A message she may read is
+    // queued for her (and stored before the PUBACK); one a `deny` rule covers is not.
+    let broker = durable_broker(&dir, port);
+    let mut admin = V5::connect(port, "admin", ADMIN).await;
+    assert_eq!(admin.publish("sensors/private/p", "not for alice").await, PubAckReason::Success);
+    assert_eq!(admin.publish("sensors/t", "21.5").await, PubAckReason::Success);
+    drop(admin);
+    // Killed and started again: the session is restored a second time, with its queued message.
+    drop(broker);
+    let _broker = durable_broker(&dir, port);
+    let mut alice = persistent(port, "alice-sub", ALICE).await;
+    assert_eq!(alice.next_message().await, ("sensors/t".to_owned(), "21.5".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_user_name_of_a_persistent_session_replaces_the_stored_one() {
+    let dir = Dir::new("acl-restored-new-user");
+    let port = free_port();
+    let broker = durable_broker(&dir, port);
+    let mut alice = persistent(port, "shared-id", ALICE).await;
+    assert_eq!(alice.subscribe("#").await, rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtLeastOnce));
+    drop(alice);
+    // The same session, resumed by eve: from now on it reads what eve may read, also after a restart.
+    let eve = persistent(port, "shared-id", EVE).await;
+    eve.client.disconnect().await.unwrap();
+    drop(eve);
+    stop(broker);
+
+    let _broker = durable_broker(&dir, port);
+    let mut admin = V5::connect(port, "admin", ADMIN).await;
+    assert_eq!(admin.publish("sensors/t", "for alice only").await, PubAckReason::Success);
+    assert_eq!(admin.publish("eve/t", "for eve").await, PubAckReason::Success);
+    let mut eve = persistent(port, "shared-id", EVE).await;
+    assert_eq!(eve.next_message().await, ("eve/t".to_owned(), "for eve".to_owned()));
 }
 
 #[test]

@@ -115,6 +115,7 @@ impl PersistentStore for RedbStore {
             let rec = record::decode_session(Bytes::copy_from_slice(value.value()))
                 .map_err(|e| self.damaged(format!("session {client_id:?}"), e))?;
             let mut session = StoredSession::new(client_id.clone().into(), rec.expiry_interval);
+            session.username = rec.username;
             session.disconnected_at = rec.disconnected_at;
             session.subscriptions = rec.subscriptions;
             let range = messages_t
@@ -156,8 +157,9 @@ impl PersistentStore for RedbStore {
             let mut retained = txn.open_table(RETAINED).map_err(|e| self.err(e))?;
             for op in ops {
                 match op {
-                    SessionOp::PutSession { client_id, expiry_interval, disconnected_at, subscriptions } => {
+                    SessionOp::PutSession { client_id, username, expiry_interval, disconnected_at, subscriptions } => {
                         let rec = SessionRecord {
+                            username: username.clone(),
                             expiry_interval: *expiry_interval,
                             disconnected_at: *disconnected_at,
                             subscriptions: subscriptions.clone(),
@@ -232,5 +234,69 @@ impl corvid::store::RetainedStore for RedbStore {
             .filter(|op| !matches!(op, SessionOp::DeleteRetained(t) if t.is_empty()))
             .collect();
         self.apply(&ops, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corvid::store::StoredUsername;
+
+    /// A store file in the temporary directory, removed on drop.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(tag: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("corvid-store-redb-{tag}-{}.redb", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            Self(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// A file holding a session record of version 1 (as stores were written before user names were kept) loads,
+    /// its user name unknown; written again, the session keeps the user name it is given.
+    #[test]
+    fn a_version_1_session_record_loads_and_is_replaced_by_one_with_a_user_name() {
+        let file = TempFile::new("v1-session");
+        let store = RedbStore::open(&file.0).unwrap();
+        #[rustfmt::skip]
+        let v1: &[u8] = &[
+            0x01,                                               // version 1
+            0x00, 0x00, 0x0e, 0x10,                             // expiry 3600 s
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,     // connected when written
+            0x00, 0x00, 0x00, 0x01,                             // 1 subscription
+            0x00, 0x07, b'a', b'l', b'i', b'c', b'e', b'/', b'#',
+            0x01,                                               // QoS 1
+            0x00, 0x00, 0x00, 0x00,                             // no subscription identifier
+        ];
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(SESSIONS).unwrap().insert("alice-1", v1).unwrap();
+        txn.commit().unwrap();
+        drop(store);
+
+        let store = RedbStore::open(&file.0).unwrap();
+        let loaded = PersistentStore::load(&store).unwrap();
+        let session = &loaded.sessions[0];
+        assert_eq!((&*session.client_id, session.expiry_interval), ("alice-1", 3600));
+        assert_eq!(session.username, StoredUsername::Unknown);
+        assert_eq!(session.subscriptions[0].0.as_str(), "alice/#");
+
+        let put = SessionOp::PutSession {
+            client_id: "alice-1".into(),
+            username: StoredUsername::Named("alice".into()),
+            expiry_interval: 3600,
+            disconnected_at: None,
+            subscriptions: session.subscriptions.clone(),
+        };
+        store.apply(&[put], true).unwrap();
+        drop(store);
+        let loaded = PersistentStore::load(&RedbStore::open(&file.0).unwrap()).unwrap();
+        assert_eq!(loaded.sessions[0].username, StoredUsername::Named("alice".into()));
     }
 }

@@ -426,7 +426,7 @@ impl Broker {
         }
     }
 
-    /// Writes a durable session's own record: expiry, disconnect time, subscriptions.
+    /// Writes a durable session's own record: user name, expiry, disconnect time, subscriptions.
     pub(crate) fn persist_session(&self, session: &SessionShared, disconnected_at: Option<SystemTime>) {
         if self.durable.is_none() || !session.is_durable() {
             return;
@@ -436,6 +436,7 @@ impl Broker {
             session.subscriptions.lock().iter().map(|(f, (o, id))| (f.clone(), *o, *id)).collect::<Vec<_>>();
         self.store_ops(vec![SessionOp::PutSession {
             client_id: session.client_id.clone(),
+            username: session.username(),
             expiry_interval: session.expiry_interval(),
             disconnected_at,
             subscriptions,

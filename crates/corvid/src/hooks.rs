@@ -1,5 +1,5 @@
 //! Interception points: connection validator, publish interceptor, subscription and unsubscription interceptors,
-//! delivery filter.
+//! delivery filter, session restorer.
 //!
 //! Each hook receives a context it may change, and decides through the context's fields, as MQTTnet's interceptors
 //! do. A hook is a plain closure (`Fn(&mut Ctx)`) or an async one (`Fn(Ctx) -> impl Future<Output = Ctx>`);
@@ -7,6 +7,7 @@
 
 use crate::items::SessionItems;
 use crate::message::Message;
+use crate::store::StoredUsername;
 use bytes::Bytes;
 use corvid_protocol::{ByteString, ProtocolVersion, ReasonCode, SubscriptionOptions, TopicFilter, UserProperty, Will};
 use std::future::Future;
@@ -16,6 +17,9 @@ use std::sync::Arc;
 
 /// The delivery filter's function type.
 pub(crate) type DeliveryFilter = dyn Fn(&DeliveryContext<'_>) -> bool + Send + Sync;
+
+/// The session restorer's function type.
+pub(crate) type SessionRestorer = dyn Fn(&RestoreContext) + Send + Sync;
 
 type AsyncFn<C> = dyn Fn(C) -> Pin<Box<dyn Future<Output = C> + Send>> + Send + Sync;
 
@@ -68,6 +72,7 @@ pub(crate) struct Hooks {
     pub(crate) unsubscription_interceptor: Option<Hook<UnsubscriptionContext>>,
     pub(crate) delivery_filter: Option<Arc<DeliveryFilter>>,
     pub(crate) enhanced_authentication: Option<Hook<AuthContext>>,
+    pub(crate) session_restorer: Option<Arc<SessionRestorer>>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -79,6 +84,7 @@ impl std::fmt::Debug for Hooks {
             .field("unsubscription_interceptor", &self.unsubscription_interceptor.is_some())
             .field("delivery_filter", &self.delivery_filter.is_some())
             .field("enhanced_authentication", &self.enhanced_authentication.is_some())
+            .field("session_restorer", &self.session_restorer.is_some())
             .finish()
     }
 }
@@ -233,6 +239,21 @@ pub struct DeliveryContext<'a> {
     pub session_items: &'a SessionItems,
     /// The message.
     pub message: &'a Message,
+}
+
+/// A session the durable store held, restored when the server starts. No connection validator has run for it (its
+/// client has not connected since), so its items are empty: the session restorer gives it the items a validator
+/// would have given it, from what the store kept.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RestoreContext {
+    /// The session's client identifier.
+    pub client_id: ByteString,
+    /// The user name its client last connected with; [`StoredUsername::Unknown`] if its record was written before
+    /// user names were stored.
+    pub username: StoredUsername,
+    /// The session's items, empty until the restorer stores some.
+    pub session_items: SessionItems,
 }
 
 /// What the enhanced-authentication hook answers at one step.

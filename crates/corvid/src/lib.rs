@@ -14,7 +14,8 @@
 //!
 //! # Layout
 //! - [`options`]: [`ServerOptions`] and its builder, [`Limits`].
-//! - [`hooks`]: connection validator, publish, subscription and unsubscription interceptors, delivery filter.
+//! - [`hooks`]: connection validator, publish, subscription and unsubscription interceptors, delivery filter,
+//!   session restorer.
 //! - [`events`]: [`Event`]s for observers.
 //! - `items`: [`SessionItems`], per-session data for hooks.
 //! - [`store`]: [`RetainedStore`], pluggable storage of retained messages.
@@ -60,7 +61,7 @@ pub use corvid_protocol::{ProtocolVersion, QoS, ReasonCode, TopicFilter, TopicNa
 pub use events::{DisconnectKind, DropReason, Event};
 pub use hooks::{
     AuthContext, AuthDecision, ConnectContext, ConnectReturnCode, DeliveryContext, PublishContext, PublishDecision,
-    SubscriptionContext, SubscriptionDecision, UnsubscriptionContext,
+    RestoreContext, SubscriptionContext, SubscriptionDecision, UnsubscriptionContext,
 };
 pub use items::SessionItems;
 pub use message::Message;

@@ -2,7 +2,7 @@
 
 use crate::events::{Event, EventHandler};
 use crate::hooks::{
-    AuthContext, ConnectContext, DeliveryContext, Hook, Hooks, PublishContext, SubscriptionContext,
+    AuthContext, ConnectContext, DeliveryContext, Hook, Hooks, PublishContext, RestoreContext, SubscriptionContext,
     UnsubscriptionContext,
 };
 use crate::store::RetainedStore;
@@ -386,6 +386,39 @@ impl ServerOptionsBuilder {
     /// Called on the publishing path, so it must be quick and cannot wait.
     pub fn with_delivery_filter(mut self, f: impl Fn(&DeliveryContext<'_>) -> bool + Send + Sync + 'static) -> Self {
         self.options.hooks.delivery_filter = Some(Arc::new(f));
+        self
+    }
+
+    /// Called at start for each session restored from the persistent store, before any client connects: gives the
+    /// session the items its connection validator would have given it (no validator has run for it), from the
+    /// client identifier and the user name the store kept. A later connection of the session runs the validator
+    /// as usual, and its items replace these.
+    ///
+    /// ```
+    /// use corvid::ServerOptions;
+    /// use corvid::store::StoredUsername;
+    ///
+    /// #[derive(Clone)]
+    /// struct User(Option<String>);
+    ///
+    /// let options = ServerOptions::builder()
+    ///     .with_connection_validator(|c| {
+    ///         c.session_items.insert(User(c.username.as_deref().map(str::to_owned)));
+    ///     })
+    ///     .with_session_restorer(|r| match &r.username {
+    ///         StoredUsername::Named(name) => {
+    ///             r.session_items.insert(User(Some(name.to_string())));
+    ///         }
+    ///         StoredUsername::Anonymous => {
+    ///             r.session_items.insert(User(None));
+    ///         }
+    ///         // Stored before user names were: the session waits for its client to connect again.
+    ///         _ => {}
+    ///     })
+    ///     .build();
+    /// ```
+    pub fn with_session_restorer(mut self, f: impl Fn(&RestoreContext) + Send + Sync + 'static) -> Self {
+        self.options.hooks.session_restorer = Some(Arc::new(f));
         self
     }
 

@@ -4,6 +4,7 @@
 use crate::items::{ItemsSlot, SessionItems};
 use crate::message::Delivery;
 use crate::options::OverflowPolicy;
+use crate::store::StoredUsername;
 use corvid_protocol::{ByteString, PacketId, SubscriptionOptions, TopicFilter, Will};
 use parking_lot::Mutex;
 use std::collections::{HashSet, VecDeque};
@@ -18,6 +19,10 @@ pub(crate) struct SessionShared {
     /// Unique for the broker's lifetime; distinguishes a session from a later one with the same client id.
     pub(crate) id: u64,
     pub(crate) client_id: ByteString,
+    /// The user name its client last connected with, for its durable record; `None` (unknown) unless the session
+    /// is durable (see [`Self::username`]). Boxed: most sessions are not durable, and inline it would make each of
+    /// them 32 bytes larger.
+    username: Mutex<Option<Box<StoredUsername>>>,
     /// Items for hooks; they live as long as the session. Reached through [`Self::items`].
     pub(crate) items: ItemsSlot,
     /// The session's subscriptions (the index holds them too, for matching).
@@ -149,6 +154,7 @@ impl SessionShared {
         Self {
             id,
             client_id,
+            username: Mutex::new(None),
             items,
             subscriptions: Mutex::new(SessionSubscriptions::default()),
             created: SystemTime::now(),
@@ -173,6 +179,17 @@ impl SessionShared {
     /// The session's items (for hooks).
     pub(crate) fn items(self: &Arc<Self>) -> SessionItems {
         SessionItems::of(self.clone())
+    }
+
+    /// The user name its client last connected with: set by each CONNECT that makes the session durable (a
+    /// session becomes durable only at CONNECT), or from the durable store's record of a restored one (unknown if
+    /// that record is older than user names).
+    pub(crate) fn username(&self) -> StoredUsername {
+        self.username.lock().as_deref().cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn set_username(&self, username: StoredUsername) {
+        *self.username.lock() = Some(Box::new(username));
     }
 
     pub(crate) fn expiry_interval(&self) -> u32 {

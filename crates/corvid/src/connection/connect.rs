@@ -216,6 +216,8 @@ where
     let was_durable = state.shared.is_durable();
     state.shared.set_expiry_interval(expiry_interval, broker.durable.is_some());
     if state.shared.is_durable() {
+        // Stored with the session; it replaces the user name of an earlier connection of a resumed session.
+        state.shared.set_username(connect.username.clone().into());
         broker.persist_session(&state.shared, None);
     } else if was_durable && state.shared.was_stored() {
         // Resumed with expiry 0: the session ends with this connection; drop its stored copy now.

@@ -57,11 +57,12 @@ impl PersistentStore for MemoryStore {
         let mut s = self.state.lock();
         for op in ops {
             match op {
-                SessionOp::PutSession { client_id, expiry_interval, disconnected_at, subscriptions } => {
+                SessionOp::PutSession { client_id, username, expiry_interval, disconnected_at, subscriptions } => {
                     let session = s
                         .sessions
                         .entry(client_id.clone())
                         .or_insert_with(|| StoredSession::new(client_id.clone(), *expiry_interval));
+                    session.username.clone_from(username);
                     session.expiry_interval = *expiry_interval;
                     session.disconnected_at = *disconnected_at;
                     session.subscriptions.clone_from(subscriptions);

@@ -22,7 +22,7 @@ pub(crate) mod writer;
 pub use json::JsonRetainedStore;
 pub use memory::MemoryStore;
 pub use persistent::{
-    Loaded, PersistentStore, SessionOp, StoredMessage, StoredMessageState, StoredSession, SyncPolicy,
+    Loaded, PersistentStore, SessionOp, StoredMessage, StoredMessageState, StoredSession, StoredUsername, SyncPolicy,
 };
 
 use crate::message::Message;

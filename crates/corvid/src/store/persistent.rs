@@ -68,12 +68,39 @@ pub struct StoredMessage {
     pub state: StoredMessageState,
 }
 
+/// The user name a session's client sent in its last CONNECT, as a stored session record knows it.
+///
+/// Hooks of a restored session see it in [`crate::RestoreContext`], to give the session the items the connection
+/// validator would have given a live one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoredUsername {
+    /// Not recorded: the record was written by a version that did not keep user names (session record version 1).
+    #[default]
+    Unknown,
+    /// The client sent no user name.
+    Anonymous,
+    /// The client's user name.
+    Named(ByteString),
+}
+
+impl From<Option<ByteString>> for StoredUsername {
+    fn from(username: Option<ByteString>) -> Self {
+        match username {
+            Some(name) => Self::Named(name),
+            None => Self::Anonymous,
+        }
+    }
+}
+
 /// A session as stored.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StoredSession {
     /// The client identifier.
     pub client_id: ByteString,
+    /// The user name its client last connected with.
+    pub username: StoredUsername,
     /// The session expiry interval in seconds (`u32::MAX`: never).
     pub expiry_interval: u32,
     /// When its client went away; `None` if it was connected when the store was last written.
@@ -87,10 +114,11 @@ pub struct StoredSession {
 }
 
 impl StoredSession {
-    /// A session with no subscriptions, messages or packet identifiers.
+    /// A session with no subscriptions, messages or packet identifiers, its user name unknown.
     pub fn new(client_id: ByteString, expiry_interval: u32) -> Self {
         Self {
             client_id,
+            username: StoredUsername::Unknown,
             expiry_interval,
             disconnected_at: None,
             subscriptions: Vec::new(),
@@ -114,10 +142,13 @@ pub struct Loaded {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum SessionOp {
-    /// Creates or replaces a session's own record (not its messages): expiry, disconnect time, subscriptions.
+    /// Creates or replaces a session's own record (not its messages): user name, expiry, disconnect time,
+    /// subscriptions.
     PutSession {
         /// The client identifier.
         client_id: ByteString,
+        /// The user name its client last connected with.
+        username: StoredUsername,
         /// The expiry interval in seconds.
         expiry_interval: u32,
         /// When its client went away, if it is away.

@@ -1,10 +1,12 @@
 //! Versioned binary records for durable stores: sessions, queued messages and retained messages.
 //!
-//! Every record starts with a version byte (now 1). A message is kept as an MQTT 5 PUBLISH packet, so loading it
-//! goes through the strict decoder: a damaged record is an error, never a wrong message.
+//! Every record starts with a version byte: message records are at version 1, session records at version 2 (which
+//! added the user name; a version 1 session record still loads, its user name unknown). A message is kept as an
+//! MQTT 5 PUBLISH packet, so loading it goes through the strict decoder: a damaged record is an error, never a wrong
+//! message.
 
 use crate::message::Message;
-use crate::store::persistent::{StoredMessage, StoredMessageState};
+use crate::store::persistent::{StoredMessage, StoredMessageState, StoredUsername};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use corvid_protocol::{
     ByteString, Packet, PacketId, ProtocolVersion, Publish, QoS, RetainHandling, SubscriptionOptions, TopicFilter,
@@ -12,15 +14,18 @@ use corvid_protocol::{
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The record format version written now.
+/// The format version of message records (retained and queued messages) written now.
 pub const VERSION: u8 = 1;
+
+/// The format version of session records written now. Version 1 had no user name.
+pub const SESSION_VERSION: u8 = 2;
 
 /// Why a record could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
     /// The record's version is not one this build reads.
-    #[error("record version {0} is not supported (this build reads version {VERSION})")]
+    #[error("record version {0} is not supported by this build")]
     Version(u8),
     /// The record ends early or its fields are invalid.
     #[error("damaged record: {0}")]
@@ -86,9 +91,10 @@ impl Cursor {
     fn string(&mut self) -> Result<ByteString, RecordError> {
         ByteString::try_from(self.bytes()?).map_err(|_| RecordError::Damaged("invalid UTF-8"))
     }
-    fn version(&mut self) -> Result<(), RecordError> {
+    /// The record's version, one from 1 to `newest`.
+    fn version(&mut self, newest: u8) -> Result<u8, RecordError> {
         match self.u8()? {
-            VERSION => Ok(()),
+            v @ 1.. if v <= newest => Ok(v),
             v => Err(RecordError::Version(v)),
         }
     }
@@ -105,7 +111,7 @@ pub fn encode_message(message: &Message) -> Bytes {
 /// Decodes what [`encode_message`] wrote.
 pub fn decode_message(record: Bytes) -> Result<Message, RecordError> {
     let mut c = Cursor(record);
-    c.version()?;
+    c.version(VERSION)?;
     read_message(&mut c)
 }
 
@@ -186,7 +192,7 @@ fn write_stored_head(buf: &mut BytesMut, m: &StoredMessage) {
 /// Decodes what [`encode_stored_message`] wrote.
 pub fn decode_stored_message(record: Bytes) -> Result<StoredMessage, RecordError> {
     let mut c = Cursor(record);
-    c.version()?;
+    c.version(VERSION)?;
     let seq = c.u64()?;
     let flags = c.u8()?;
     let qos = QoS::from_u8(flags & 0x03).ok_or(RecordError::Damaged("bad QoS"))?;
@@ -206,9 +212,11 @@ pub fn decode_stored_message(record: Bytes) -> Result<StoredMessage, RecordError
     Ok(StoredMessage { seq, message: Arc::new(message), qos, retain: flags & 0x04 != 0, subscription_ids, state })
 }
 
-/// A session's own record: expiry, disconnect time, subscriptions.
+/// A session's own record: user name, expiry, disconnect time, subscriptions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
+    /// The user name its client last connected with ([`StoredUsername::Unknown`] in a version 1 record).
+    pub username: StoredUsername,
     /// Expiry interval in seconds.
     pub expiry_interval: u32,
     /// When its client went away.
@@ -240,12 +248,25 @@ fn options_from(bits: u8) -> Result<SubscriptionOptions, RecordError> {
     })
 }
 
-/// Encodes a session record.
+/// Encodes a session record (version [`SESSION_VERSION`]).
+///
+/// Version 2: version byte, expiry interval (u32), disconnect time (u64 milliseconds since the epoch, 0 for none),
+/// user name (one byte, 0 unknown, 1 none, 2 followed by the name as a u16-length string), subscription count
+/// (u32), then per subscription its filter (u16-length string), options byte and identifier (u32, 0 for none).
+/// Version 1 is the same without the user name.
 pub fn encode_session(r: &SessionRecord) -> Bytes {
     let mut buf = BytesMut::new();
-    buf.put_u8(VERSION);
+    buf.put_u8(SESSION_VERSION);
     buf.put_u32(r.expiry_interval);
     buf.put_u64(r.disconnected_at.map_or(0, |t| millis(t).max(1)));
+    match &r.username {
+        StoredUsername::Named(name) => {
+            buf.put_u8(2);
+            put_str(&mut buf, name.as_bytes());
+        }
+        StoredUsername::Anonymous => buf.put_u8(1),
+        StoredUsername::Unknown => buf.put_u8(0),
+    }
     buf.put_u32(r.subscriptions.len() as u32);
     for (filter, options, id) in &r.subscriptions {
         put_str(&mut buf, filter.as_bytes());
@@ -255,14 +276,23 @@ pub fn encode_session(r: &SessionRecord) -> Bytes {
     buf.freeze()
 }
 
-/// Decodes what [`encode_session`] wrote.
+/// Decodes what [`encode_session`] wrote, or a version 1 session record.
 pub fn decode_session(record: Bytes) -> Result<SessionRecord, RecordError> {
     let mut c = Cursor(record);
-    c.version()?;
+    let version = c.version(SESSION_VERSION)?;
     let expiry_interval = c.u32()?;
     let disconnected_at = match c.u64()? {
         0 => None,
         ms => Some(from_millis(ms)),
+    };
+    let username = match version {
+        1 => StoredUsername::Unknown,
+        _ => match c.u8()? {
+            0 => StoredUsername::Unknown,
+            1 => StoredUsername::Anonymous,
+            2 => StoredUsername::Named(c.string()?),
+            _ => return Err(RecordError::Damaged("bad user name flag")),
+        },
     };
     let n = c.u32()?;
     let mut subscriptions = Vec::new();
@@ -272,7 +302,7 @@ pub fn decode_session(record: Bytes) -> Result<SessionRecord, RecordError> {
         let id = c.u32()?;
         subscriptions.push((filter, options, (id != 0).then_some(id)));
     }
-    Ok(SessionRecord { expiry_interval, disconnected_at, subscriptions })
+    Ok(SessionRecord { username, expiry_interval, disconnected_at, subscriptions })
 }
 
 #[cfg(test)]
@@ -325,6 +355,7 @@ mod tests {
     #[test]
     fn session_round_trip() {
         let r = SessionRecord {
+            username: StoredUsername::Named("alice".into()),
             expiry_interval: 3600,
             disconnected_at: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
             subscriptions: vec![(
@@ -338,6 +369,93 @@ mod tests {
             )],
         };
         assert_eq!(decode_session(encode_session(&r)).unwrap(), r);
+    }
+
+    #[test]
+    fn session_user_name_round_trip_in_each_form() {
+        for username in [StoredUsername::Named("".into()), StoredUsername::Anonymous, StoredUsername::Unknown] {
+            let r = SessionRecord {
+                username,
+                expiry_interval: u32::MAX,
+                disconnected_at: None,
+                subscriptions: vec![(TopicFilter::new("a/#").unwrap(), SubscriptionOptions::default(), None)],
+            };
+            let bytes = encode_session(&r);
+            assert_eq!(bytes[0], SESSION_VERSION);
+            assert_eq!(decode_session(bytes).unwrap(), r);
+        }
+    }
+
+    /// A session record as the version before user names were stored wrote it (`encode_session` of record version
+    /// 1, byte for byte): it still loads, with the user name unknown.
+    #[test]
+    fn session_record_of_version_1_loads_with_its_user_name_unknown() {
+        #[rustfmt::skip]
+        let v1: &[u8] = &[
+            0x01,                                               // version 1
+            0x00, 0x00, 0x0e, 0x10,                             // expiry 3600 s
+            0x00, 0x00, 0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x7b,     // disconnected at 1,700,000,000,123 ms
+            0x00, 0x00, 0x00, 0x02,                             // 2 subscriptions
+            0x00, 0x09, b's', b'e', b'n', b's', b'o', b'r', b's', b'/', b'#',
+            0x01,                                               // QoS 1
+            0x00, 0x00, 0x00, 0x00,                             // no subscription identifier
+            0x00, 0x0c, b'$', b's', b'h', b'a', b'r', b'e', b'/', b'g', b'/', b'a', b'/', b'+',
+            0x16,                                               // QoS 2, no local, send retained if new
+            0x00, 0x00, 0x00, 0x07,                             // subscription identifier 7
+        ];
+        let expected = SessionRecord {
+            username: StoredUsername::Unknown,
+            expiry_interval: 3600,
+            disconnected_at: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
+            subscriptions: vec![
+                (
+                    TopicFilter::new("sensors/#").unwrap(),
+                    SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() },
+                    None,
+                ),
+                (
+                    TopicFilter::new("$share/g/a/+").unwrap(),
+                    SubscriptionOptions {
+                        qos: QoS::ExactlyOnce,
+                        no_local: true,
+                        retain_handling: RetainHandling::SendIfNew,
+                        ..Default::default()
+                    },
+                    Some(7),
+                ),
+            ],
+        };
+        assert_eq!(decode_session(Bytes::from_static(v1)).unwrap(), expected);
+        // Written again, it is a version 2 record that keeps the user name unknown.
+        let v2 = encode_session(&expected);
+        assert_eq!((v2[0], v2[13]), (SESSION_VERSION, 0));
+        assert_eq!(decode_session(v2).unwrap(), expected);
+    }
+
+    #[test]
+    fn damaged_session_records_are_errors() {
+        let r = SessionRecord {
+            username: StoredUsername::Named("alice".into()),
+            expiry_interval: 60,
+            disconnected_at: None,
+            subscriptions: vec![(TopicFilter::new("a/+").unwrap(), SubscriptionOptions::default(), Some(1))],
+        };
+        let bytes = encode_session(&r);
+        for cut in 0..bytes.len() {
+            assert!(decode_session(bytes.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        let with = |i: usize, b: u8| {
+            let mut changed = BytesMut::from(&bytes[..]);
+            changed[i] = b;
+            decode_session(changed.freeze())
+        };
+        assert_eq!(with(0, 0), Err(RecordError::Version(0)));
+        assert_eq!(with(0, 3), Err(RecordError::Version(3)));
+        assert_eq!(with(13, 3), Err(RecordError::Damaged("bad user name flag")));
+        // Records of other kinds have not moved past version 1.
+        let mut message = BytesMut::from(&encode_message(&message())[..]);
+        message[0] = SESSION_VERSION;
+        assert_eq!(decode_message(message.freeze()), Err(RecordError::Version(SESSION_VERSION)));
     }
 
     #[test]

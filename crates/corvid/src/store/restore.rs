@@ -1,7 +1,9 @@
-//! Rebuilding the broker's state from what a durable store loaded: retained messages, sessions with their
-//! subscriptions, queued and inflight messages, and inbound QoS 2 packet identifiers.
+//! Rebuilding the broker's state from what a durable store loaded: retained messages, sessions with their user
+//! names, subscriptions, queued and inflight messages, and inbound QoS 2 packet identifiers. The session restorer
+//! hook gives each restored session its items.
 
 use crate::broker::Broker;
+use crate::hooks::RestoreContext;
 use crate::message::Delivery;
 use crate::session::{Inflight, OutboundState, SessionShared, SessionState};
 use crate::store::persistent::{Loaded, SessionOp, StoredMessageState};
@@ -43,8 +45,17 @@ pub(crate) fn restore(broker: &Broker, loaded: Loaded) -> (usize, usize) {
             limits.max_pending_messages_per_client,
             limits.pending_overflow,
         ));
+        shared.set_username(stored.username.clone());
         shared.set_expiry_interval(stored.expiry_interval, true);
         shared.mark_stored();
+        // Before its subscriptions join the index: no message is matched to the session without its items.
+        if let Some(restorer) = &broker.options.hooks.session_restorer {
+            restorer(&RestoreContext {
+                client_id: stored.client_id.clone(),
+                username: stored.username,
+                session_items: shared.items(),
+            });
+        }
         for (filter, options, subscription_id) in stored.subscriptions {
             let subscriber = Subscriber { session: shared.clone(), options, subscription_id };
             broker.subscriptions.subscribe(&filter, subscriber);
