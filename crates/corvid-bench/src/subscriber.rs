@@ -68,13 +68,7 @@ pub struct SubscriberReport {
 
 /// Runs one subscriber until `stop`.
 pub async fn run_subscriber(mut client: Client, plan: SubscriberPlan, stop: CancellationToken) -> SubscriberReport {
-    let mut state = State {
-        tracker: SeqTracker::new(plan.publishers.len(), &plan.expects),
-        latency: Histogram::new(),
-        received: 0,
-        pending: vec![0; plan.publishers.len()],
-        touched: Vec::with_capacity(plan.publishers.len()),
-    };
+    let mut state = State::new(&plan);
     let result = subscribe_loop(&mut client, &plan, &stop, &mut state).await;
     let (error, client) = match result {
         Ok(()) => (None, Some(client)),
@@ -83,26 +77,40 @@ pub async fn run_subscriber(mut client: Client, plan: SubscriberPlan, stop: Canc
     SubscriberReport { tracker: state.tracker, latency: state.latency, received: state.received, error, client }
 }
 
+/// A subscriber's state: sized by the publishers it expects, not by all the publishers of the scenario (see
+/// [`SeqTracker`]).
 struct State {
     tracker: SeqTracker,
     latency: Histogram,
     received: u64,
-    /// Deliveries per publisher not yet added to its shared counter.
+    /// Deliveries per expected publisher (indexed by tracker slot) not yet added to its shared counter.
     pending: Vec<u64>,
-    /// Publishers with pending deliveries.
-    touched: Vec<u32>,
+    /// Tracker slots with pending deliveries.
+    touched: Vec<usize>,
 }
 
 impl State {
+    fn new(plan: &SubscriberPlan) -> Self {
+        let tracker = SeqTracker::new(plan.publishers.len(), &plan.expects);
+        let expected = tracker.expected();
+        Self {
+            tracker,
+            latency: Histogram::new(),
+            received: 0,
+            pending: vec![0; expected],
+            touched: Vec::with_capacity(expected),
+        }
+    }
+
     /// Adds what this read brought to the shared counters.
     fn publish_counts(&mut self, plan: &SubscriberPlan, before: u64) {
         if self.received > before {
             plan.counters.delivered.fetch_add(self.received - before, Ordering::AcqRel);
         }
-        for p in self.touched.drain(..) {
-            let n = std::mem::take(&mut self.pending[p as usize]);
+        for slot in self.touched.drain(..) {
+            let n = std::mem::take(&mut self.pending[slot]);
             if plan.feeds_window {
-                plan.publishers[p as usize].add_delivered(n);
+                plan.publishers[self.tracker.publisher(slot) as usize].add_delivered(n);
             }
         }
     }
@@ -138,15 +146,14 @@ async fn subscribe_loop(
                         state.tracker.record_foreign();
                         continue;
                     };
-                    if state.tracker.record(stamp.publisher, stamp.seq).is_none() {
+                    let Some((slot, _)) = state.tracker.record(stamp.publisher, stamp.seq) else {
                         continue;
-                    }
+                    };
                     state.received += 1;
-                    let p = stamp.publisher as usize;
-                    if state.pending[p] == 0 {
-                        state.touched.push(stamp.publisher);
+                    if state.pending[slot] == 0 {
+                        state.touched.push(slot);
                     }
-                    state.pending[p] += 1;
+                    state.pending[slot] += 1;
                     let (from, to) = plan.latency_window;
                     if (from..=to).contains(&stamp.sent_ns) {
                         state.latency.record(now.saturating_sub(stamp.sent_ns));
@@ -186,5 +193,43 @@ async fn subscribe_loop(
             _ = stop.cancelled() => return Ok(()),
             read = client.read_more(limit) => { last_read = read?; }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::Arrival;
+
+    fn plan(publishers: usize, expects: Vec<u32>) -> SubscriberPlan {
+        SubscriberPlan {
+            expects,
+            publishers: (0..publishers).map(|_| PublisherCounters::default()).collect(),
+            feeds_window: true,
+            counters: Arc::new(SubscriberCounters::default()),
+            latency_window: (0, u64::MAX),
+            slow: None,
+            coalesce: None,
+            retained_only: false,
+        }
+    }
+
+    #[test]
+    fn state_is_sized_by_the_expected_publishers() {
+        // The idle scenario: each of 100,000 connections is a publisher, and each subscriber expects one.
+        let plan = plan(100_000, vec![4_321]);
+        let mut state = State::new(&plan);
+        assert_eq!(state.pending.len(), 1);
+        assert!(state.touched.capacity() < 100_000);
+        let Some((slot, Arrival::InOrder)) = state.tracker.record(4_321, 0) else { panic!("not recorded") };
+        state.received += 1;
+        state.pending[slot] += 1;
+        state.touched.push(slot);
+        state.publish_counts(&plan, 0);
+        assert_eq!(plan.counters.delivered(), 1);
+        assert_eq!(plan.publishers[4_321].delivered(), 1);
+        assert_eq!(plan.publishers.iter().map(|p| p.delivered()).sum::<u64>(), 1);
+        assert_eq!(state.pending, [0]);
+        assert!(state.touched.is_empty());
     }
 }

@@ -127,35 +127,64 @@ impl Delivery {
     }
 }
 
-/// One subscriber's view of all the publishers of a scenario.
+/// One subscriber's view of the publishers it expects.
+///
+/// Its size is proportional to the publishers this subscriber expects, not to all the publishers of the scenario:
+/// in `idle` and `pairs` each of N subscribers expects one of N publishers, and a slot per publisher per subscriber
+/// would be N² slots (10,000 idle connections: 10⁸ slots, 5.6 GB, written while the messages wait unread).
 #[derive(Debug, Clone)]
 pub struct SeqTracker {
-    publishers: Vec<PublisherSeq>,
-    expected: Vec<bool>,
+    /// The expected publishers, sorted, without duplicates.
+    ids: Vec<u32>,
+    /// The sequence state of `ids[i]`.
+    seqs: Vec<PublisherSeq>,
+    /// Whether `ids` is the run `ids[0]..ids[0] + ids.len()`, so a slot is found by subtraction.
+    contiguous: bool,
     foreign: u64,
 }
 
 impl SeqTracker {
-    /// A tracker for `publishers` publishers, of which the subscriber expects those listed in `expects`.
+    /// A tracker for `publishers` publishers, of which the subscriber expects those listed in `expects` (duplicates
+    /// and numbers not below `publishers` are ignored).
     pub fn new(publishers: usize, expects: &[u32]) -> Self {
-        let mut expected = vec![false; publishers];
-        for &p in expects {
-            if let Some(e) = expected.get_mut(p as usize) {
-                *e = true;
-            }
-        }
-        Self { publishers: vec![PublisherSeq::default(); publishers], expected, foreign: 0 }
+        let mut ids: Vec<u32> = expects.iter().copied().filter(|&p| (p as usize) < publishers).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let contiguous =
+            ids.first().zip(ids.last()).is_none_or(|(&first, &last)| (last - first) as usize + 1 == ids.len());
+        Self { seqs: vec![PublisherSeq::default(); ids.len()], ids, contiguous, foreign: 0 }
     }
 
-    /// Records a message from `publisher` with number `seq`; `None` when the publisher is not expected here.
+    /// How many publishers this subscriber expects: the slots `0..expected()`.
+    pub fn expected(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The slot of `publisher`, `None` when it is not expected here.
     #[inline]
-    pub fn record(&mut self, publisher: u32, seq: u64) -> Option<Arrival> {
-        let i = publisher as usize;
-        if self.expected.get(i).copied() != Some(true) {
+    pub fn slot(&self, publisher: u32) -> Option<usize> {
+        if self.contiguous {
+            let i = publisher.checked_sub(*self.ids.first()?)? as usize;
+            (i < self.ids.len()).then_some(i)
+        } else {
+            self.ids.binary_search(&publisher).ok()
+        }
+    }
+
+    /// The publisher of `slot`.
+    pub fn publisher(&self, slot: usize) -> u32 {
+        self.ids[slot]
+    }
+
+    /// Records a message from `publisher` with number `seq`; the publisher's slot and what the number was, `None`
+    /// when the publisher is not expected here.
+    #[inline]
+    pub fn record(&mut self, publisher: u32, seq: u64) -> Option<(usize, Arrival)> {
+        let Some(slot) = self.slot(publisher) else {
             self.foreign += 1;
             return None;
-        }
-        Some(self.publishers[i].record(seq))
+        };
+        Some((slot, self.seqs[slot].record(seq)))
     }
 
     /// Records a message without a benchmark stamp.
@@ -163,14 +192,11 @@ impl SeqTracker {
         self.foreign += 1;
     }
 
-    /// The totals, given how many messages each publisher sent (indexed like the publishers).
+    /// The totals, given how many messages each publisher sent (indexed by publisher).
     pub fn delivery(&self, sent: &[u64]) -> Delivery {
         let mut total = Delivery { foreign: self.foreign, ..Delivery::default() };
-        for (i, p) in self.publishers.iter().enumerate() {
-            if !self.expected[i] {
-                continue;
-            }
-            let sent = sent.get(i).copied().unwrap_or(0);
+        for (&id, p) in self.ids.iter().zip(&self.seqs) {
+            let sent = sent.get(id as usize).copied().unwrap_or(0);
             total.expected += sent;
             total.received += p.received;
             total.lost += p.lost(sent);
@@ -265,8 +291,8 @@ mod tests {
     fn in_order_delivery_is_exact() {
         let mut t = SeqTracker::new(2, &[0, 1]);
         for seq in 0..10 {
-            assert_eq!(t.record(0, seq), Some(Arrival::InOrder));
-            assert_eq!(t.record(1, seq), Some(Arrival::InOrder));
+            assert_eq!(t.record(0, seq), Some((0, Arrival::InOrder)));
+            assert_eq!(t.record(1, seq), Some((1, Arrival::InOrder)));
         }
         let d = t.delivery(&[10, 10]);
         assert_eq!(d.expected, 20);
@@ -307,10 +333,54 @@ mod tests {
         assert_eq!(t.record(0, 0), None);
         assert_eq!(t.record(7, 0), None);
         t.record_foreign();
-        assert_eq!(t.record(1, 0), Some(Arrival::InOrder));
+        assert_eq!(t.record(1, 0), Some((0, Arrival::InOrder)));
         let d = t.delivery(&[5, 1, 5]);
         assert_eq!(d.expected, 1);
         assert_eq!(d.foreign, 3);
         assert!(!d.is_exact());
+    }
+
+    #[test]
+    fn a_tracker_holds_only_the_publishers_it_expects() {
+        // One of 1,000,000 publishers (each idle connection is its own publisher): one slot, not a million.
+        let mut t = SeqTracker::new(1_000_000, &[777_777]);
+        assert_eq!(t.seqs.len(), 1);
+        assert_eq!(t.expected(), 1);
+        assert_eq!(t.record(777_777, 0), Some((0, Arrival::InOrder)));
+        assert_eq!(t.record(777_776, 0), None);
+        assert_eq!(t.record(777_778, 0), None);
+        assert_eq!(t.record(0, 0), None);
+        let mut sent = vec![0; 1_000_000];
+        sent[777_777] = 2;
+        sent[0] = 5;
+        let d = t.delivery(&sent);
+        assert_eq!((d.expected, d.received, d.lost, d.foreign), (2, 1, 1, 3));
+    }
+
+    #[test]
+    fn contiguous_and_scattered_expectations_find_their_slots() {
+        // Contiguous (fan-in: all of them), given in any order and with repeats; out-of-range numbers are dropped.
+        let t = SeqTracker::new(10, &[7, 5, 6, 5, 42]);
+        assert!(t.contiguous);
+        assert_eq!(t.expected(), 3);
+        assert_eq!([4, 5, 6, 7, 8].map(|p| t.slot(p)), [None, Some(0), Some(1), Some(2), None]);
+        assert_eq!(t.publisher(2), 7);
+        // Scattered: binary search.
+        let mut t = SeqTracker::new(100, &[90, 3, 40]);
+        assert!(!t.contiguous);
+        assert_eq!([3, 4, 40, 89, 90, 99].map(|p| t.slot(p)), [Some(0), None, Some(1), None, Some(2), None]);
+        assert_eq!(t.record(40, 1), Some((1, Arrival::Gap)));
+        assert_eq!(t.record(40, 0), Some((1, Arrival::Reordered)));
+        assert_eq!(t.record(41, 0), None);
+        let mut sent = vec![0; 100];
+        sent[40] = 2;
+        sent[90] = 1;
+        let d = t.delivery(&sent);
+        assert_eq!((d.expected, d.received, d.lost, d.reordered, d.foreign), (3, 2, 1, 1, 1));
+        // Nothing expected.
+        let mut t = SeqTracker::new(5, &[]);
+        assert_eq!(t.expected(), 0);
+        assert_eq!(t.record(0, 0), None);
+        assert_eq!(t.delivery(&[1; 5]), Delivery { foreign: 1, ..Delivery::default() });
     }
 }

@@ -76,10 +76,12 @@ pub(super) async fn run(target: &Target, settings: &Settings, case: &Case, run: 
     let report = publish_once(publisher, templates, case.qos, case.inflight, true, timeout).await;
     let mut errors: Vec<String> = report.error.into_iter().collect();
     let sent: Vec<u64> = (0..n as u64).map(|i| u64::from(i < report.sent)).collect();
+    let sent_at = Instant::now();
     await_deliveries(&counters, report.sent, timeout, Duration::from_secs(2)).await;
     // A moment for any duplicate to show up.
     tokio::time::sleep(Duration::from_millis(50)).await;
     stop.cancel();
+    let waited = sent_at.elapsed();
 
     let mut delivery = Delivery::default();
     let mut to_close = Vec::with_capacity(n + 1);
@@ -108,7 +110,13 @@ pub(super) async fn run(target: &Target, settings: &Settings, case: &Case, run: 
     result.push("connections", n as f64, Unit::Count);
     judge(&mut result, &delivery, case.qos, &errors);
     if case.qos.as_u8() == 0 && delivery.lost > 0 {
-        result.fail(format!("{} of {n} idle connections did not get their message", delivery.lost));
+        // Unread when the wait ended (the drain timeout, or nothing new for 2 s): late or never sent by the broker.
+        result.fail(format!(
+            "{} of {n} idle connections had not received their message {:.1} s after it was sent (drain timeout {:.1} s)",
+            delivery.lost,
+            waited.as_secs_f64(),
+            timeout.as_secs_f64()
+        ));
     }
     result.delivery = Some(delivery);
     Ok(result)
