@@ -124,6 +124,8 @@ pub(crate) struct LimitsConfig {
     pub(crate) max_topic_alias: Option<u16>,
     pub(crate) max_session_expiry_secs: Option<u32>,
     pub(crate) retain_available: Option<bool>,
+    /// Milliseconds a plain-TCP connection is idle before it is parked; 0: never.
+    pub(crate) park_idle_after_ms: Option<u64>,
 }
 
 /// `pending_overflow` values.
@@ -246,11 +248,13 @@ max_pending_messages_per_client = 10000
 pending_overflow = "drop_oldest"
 max_inflight = 64
 connect_timeout_secs = 10
+park_idle_after_ms = 0
 "#,
         )
         .unwrap();
         assert_eq!(config.listeners.len(), 1);
         assert_eq!(config.limits.max_inflight, Some(64));
+        assert_eq!(config.limits.park_idle_after_ms, Some(0));
     }
 
     #[test]

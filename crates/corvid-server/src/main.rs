@@ -210,6 +210,9 @@ fn options(args: &Args, config: Option<&Config>, security: &Arc<Security>) -> Se
         if let Some(v) = l.retain_available {
             limits.retain_available = v;
         }
+        if let Some(v) = l.park_idle_after_ms {
+            limits.park_idle_after = (v > 0).then(|| Duration::from_millis(v));
+        }
         options.sys_interval = match config.sys_interval {
             Some(0) => None,
             Some(secs) => Some(Duration::from_secs(secs)),

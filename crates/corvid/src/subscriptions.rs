@@ -38,11 +38,44 @@ struct SharedGroup {
 /// every subscription to a topic of its own.
 #[derive(Default)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
+    children: Children,
     subscribers: Vec<Subscriber>,
     /// Shared subscription groups: boxed and made on first use, since most levels have none (8 bytes instead of 40).
     #[allow(clippy::box_collection)]
     groups: Option<Box<HashMap<Box<str>, SharedGroup>>>,
+}
+
+/// The levels below a node: boxed and made on first use, since most nodes are leaves (8 bytes instead of 40, in
+/// every slot of their parent's map).
+#[derive(Default)]
+#[allow(clippy::box_collection)]
+struct Children(Option<Box<HashMap<Box<str>, Node>>>);
+
+impl Children {
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn get(&self, level: &str) -> Option<&Node> {
+        self.0.as_ref()?.get(level)
+    }
+
+    fn get_mut(&mut self, level: &str) -> Option<&mut Node> {
+        self.0.as_mut()?.get_mut(level)
+    }
+
+    fn get_or_insert(&mut self, level: &str) -> &mut Node {
+        self.0.get_or_insert_default().entry(level.into()).or_default()
+    }
+
+    fn remove(&mut self, level: &str) {
+        if let Some(map) = self.0.as_mut() {
+            map.remove(level);
+            if map.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
 }
 
 impl Node {
@@ -68,7 +101,7 @@ impl Subscriptions {
         let mut root = self.root.write();
         let mut node = &mut *root;
         for level in inner.split('/') {
-            node = node.children.entry(level.into()).or_default();
+            node = node.children.get_or_insert(level);
         }
         let list = match group {
             Some(g) => &mut node.groups.get_or_insert_default().entry(g.into()).or_default().members,
@@ -163,7 +196,7 @@ fn remove(node: &mut Node, levels: &[&str], group: Option<&str>, session_id: u64
     };
     let removed = remove(child, rest, group, session_id);
     if child.is_empty() {
-        node.children.remove(*first);
+        node.children.remove(first);
     }
     removed
 }
@@ -226,5 +259,44 @@ fn collect<'a>(
     }
     if let Some(child) = node.children.get(level) {
         collect(child, levels, false, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::items::ItemsSlot;
+    use crate::options::OverflowPolicy;
+
+    fn subscriber(id: u64) -> Subscriber {
+        let session =
+            SessionShared::new(id, format!("c{id}").into(), ItemsSlot::default(), 10, OverflowPolicy::DropOldest);
+        Subscriber { session: Arc::new(session), options: SubscriptionOptions::default(), subscription_id: None }
+    }
+
+    fn matched(index: &Subscriptions, topic: &str) -> Vec<u64> {
+        let mut out = Vec::new();
+        index.matches(topic, &mut out);
+        let mut ids: Vec<u64> = out.iter().map(|m| m.session.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn unsubscribing_everything_leaves_no_level_behind() {
+        let index = Subscriptions::default();
+        let filters = ["a/b/c", "a/+/c", "a/#", "#", "+/b/+", "$share/g/a/b/c", "x"];
+        for (i, f) in filters.iter().enumerate() {
+            assert!(!index.subscribe(&TopicFilter::new(*f).unwrap(), subscriber(i as u64)));
+        }
+        assert_eq!(matched(&index, "a/b/c"), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(matched(&index, "a"), vec![2, 3]);
+        assert_eq!(matched(&index, "$SYS/a"), Vec::<u64>::new());
+        for (i, f) in filters.iter().enumerate() {
+            assert!(index.unsubscribe(&TopicFilter::new(*f).unwrap(), i as u64), "{f}");
+            assert!(!index.unsubscribe(&TopicFilter::new(*f).unwrap(), i as u64), "{f} twice");
+        }
+        assert_eq!(index.len(), 0);
+        assert!(index.root.read().is_empty(), "every level was pruned");
     }
 }
