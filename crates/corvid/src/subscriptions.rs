@@ -191,7 +191,7 @@ fn remove(node: &mut Node, levels: &[&str], group: Option<&str>, session_id: u64
         };
         return removed;
     };
-    let Some(child) = node.children.get_mut(*first) else {
+    let Some(child) = node.children.get_mut(first) else {
         return false;
     };
     let removed = remove(child, rest, group, session_id);
