@@ -247,12 +247,8 @@ where
     }
     let connack = ConnAck { session_present, reason_code: ReasonCode::Success, properties };
     let client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
-    let mut conn = Connection {
+    let rest = super::Rest {
         broker: broker.clone(),
-        stream,
-        rbuf,
-        wbuf: BytesMut::new(),
-        version,
         generation,
         control,
         state,
@@ -261,10 +257,17 @@ where
         client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
         client_topic_alias_max: connect.properties.topic_alias_maximum.unwrap_or(0),
         aliases: None,
-        route_cache: None,
         problem_information: connect.properties.request_problem_information.unwrap_or(true),
-        pending_acks: super::PendingAcks::default(),
+        version,
         read_window: super::MIN_READ_WINDOW,
+    };
+    let mut conn = Connection {
+        rest,
+        stream,
+        rbuf,
+        wbuf: BytesMut::new(),
+        route_cache: None,
+        pending_acks: super::PendingAcks::default(),
     };
     conn.control.start_keep_alive(keep_alive, broker.millis());
     conn.send(&Packet::ConnAck(connack));

@@ -146,7 +146,7 @@ where
     pub(super) fn on_publish_direct(&mut self, publish: Publish) -> Result<bool, CloseReason> {
         let Some((message, ack, extra)) = self.accept_publish(publish)? else { return Ok(false) };
         let origin = self.state.shared.id;
-        let published = self.broker.publish_batched(message, origin, extra, &mut self.route_cache);
+        let published = self.rest.broker.publish_batched(message, origin, extra, &mut self.route_cache);
         self.finish_publish(ack, ReasonCode::Success, published.ticket);
         let congested = published.wait_for.is_some();
         self.wait_for(published.wait_for);
@@ -159,13 +159,13 @@ where
         let stats = &self.broker.stats;
         add(&stats.publish_received, 1);
         add(&stats.publish_bytes_received, publish.payload.len() as u64);
-        let limits = &self.broker.options.limits;
+        let limits = &self.rest.broker.options.limits;
         // Topic alias (MQTT 5.0 section 3.3.2.3.4).
         if let Some(alias) = publish.properties.topic_alias.take() {
             if alias > limits.max_topic_alias {
                 return Err(self.violation(ReasonCode::TopicAliasInvalid, "topic alias above the maximum"));
             }
-            let aliases = self.aliases.get_or_insert_with(Box::default);
+            let aliases = self.rest.aliases.get_or_insert_with(Box::default);
             if publish.topic.is_empty() {
                 match aliases.inbound.get(&alias) {
                     Some(topic) => publish.topic = topic.clone(),
@@ -264,7 +264,7 @@ where
     }
 
     fn on_pubrec(&mut self, rec: PubResponse) {
-        let found = self.state.inflight.iter_mut().find(|i| i.packet_id == rec.packet_id);
+        let found = self.rest.state.inflight.iter_mut().find(|i| i.packet_id == rec.packet_id);
         let mut rel = PubResponse::new(rec.packet_id);
         match found {
             Some(inflight) if rec.reason_code.is_error() => {
@@ -284,7 +284,7 @@ where
                     self.broker.store_ops(vec![SessionOp::SetMessageState { client_id, seq, state }]);
                 }
             }
-            None if self.version.is_v5() => rel.reason_code = ReasonCode::PacketIdentifierNotFound,
+            None if self.rest.version.is_v5() => rel.reason_code = ReasonCode::PacketIdentifierNotFound,
             None => {}
         }
         self.acknowledge(None, Packet::PubRel(rel));

@@ -90,32 +90,31 @@ impl CloseReason {
     }
 }
 
-/// A connected client, after a successful CONNECT.
+/// A connected client, after a successful CONNECT: its stream, buffers and caches, and the [`Rest`] (reached through
+/// `Deref`), which is what outlives its task while it is parked.
 pub(crate) struct Connection<S> {
-    broker: Arc<Broker>,
+    rest: Rest,
     stream: S,
     rbuf: BytesMut,
     wbuf: BytesMut,
-    version: ProtocolVersion,
-    generation: u64,
-    control: Arc<ConnControl>,
-    state: SessionState,
-    /// Boxed: most clients have none, and this struct lives as long as the connection.
-    will: Option<Box<Will>>,
-    /// What the client accepts: Receive Maximum (bounded by ours), Maximum Packet Size, Topic Alias Maximum.
-    /// Small integer types, here and below: they pack together in every connection's task.
-    send_quota: u16,
-    client_max_packet_size: u32,
-    client_topic_alias_max: u16,
-    /// Topic aliases both ways; boxed and made on first use, since most clients use none.
-    aliases: Option<Box<TopicAliases>>,
     /// Where the topics this client publishes to go, and whom it waits for; made on its first PUBLISH.
     route_cache: Option<Box<RouteCache>>,
-    problem_information: bool,
     /// Responses waiting, in order, for the store to make the messages they acknowledge durable.
     pending_acks: PendingAcks,
-    /// How much free space the read buffer keeps (see `run`).
-    read_window: u32,
+}
+
+impl<S> std::ops::Deref for Connection<S> {
+    type Target = Rest;
+
+    fn deref(&self) -> &Rest {
+        &self.rest
+    }
+}
+
+impl<S> std::ops::DerefMut for Connection<S> {
+    fn deref_mut(&mut self) -> &mut Rest {
+        &mut self.rest
+    }
 }
 
 /// The topic aliases of a connection (MQTT 5.0 section 3.3.2.3.4). The names are detached copies: an alias lives as
@@ -306,49 +305,32 @@ pub(crate) struct Rest {
     pub(crate) control: Arc<ConnControl>,
     pub(crate) state: SessionState,
     generation: u64,
+    /// Boxed: most clients have none, and this struct lives as long as the connection.
     will: Option<Box<Will>>,
+    /// Topic aliases both ways; boxed and made on first use, since most clients use none.
     aliases: Option<Box<TopicAliases>>,
+    /// What the client accepts: Receive Maximum (bounded by ours), Maximum Packet Size, Topic Alias Maximum.
+    /// Small integer types, here and below: they pack together in every connection's task.
     client_max_packet_size: u32,
     send_quota: u16,
     client_topic_alias_max: u16,
     problem_information: bool,
     version: ProtocolVersion,
+    /// How much free space the read buffer keeps (see `run`).
+    read_window: u32,
 }
 
 impl Rest {
     /// The connection over `stream`, with fresh buffers.
-    fn over<S>(self, stream: S) -> Connection<S> {
-        let Self {
-            broker,
-            control,
-            state,
-            generation,
-            will,
-            aliases,
-            client_max_packet_size,
-            send_quota,
-            client_topic_alias_max,
-            problem_information,
-            version,
-        } = self;
+    fn over<S>(mut self, stream: S) -> Connection<S> {
+        self.read_window = MIN_READ_WINDOW;
         Connection {
-            broker,
+            rest: self,
             stream,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
-            version,
-            generation,
-            control,
-            state,
-            will,
-            send_quota,
-            client_max_packet_size,
-            client_topic_alias_max,
-            aliases,
             route_cache: None,
-            problem_information,
             pending_acks: PendingAcks::default(),
-            read_window: MIN_READ_WINDOW,
         }
     }
 }
@@ -397,37 +379,7 @@ impl<S> Connection<S> {
 
     /// Takes the connection apart, dropping its buffers and caches (see [`Self::is_idle`]).
     fn detach(self) -> Detached<S> {
-        let Self {
-            broker,
-            stream,
-            version,
-            generation,
-            control,
-            state,
-            will,
-            send_quota,
-            client_max_packet_size,
-            client_topic_alias_max,
-            aliases,
-            problem_information,
-            ..
-        } = self;
-        Detached {
-            stream,
-            rest: Rest {
-                broker,
-                control,
-                state,
-                generation,
-                will,
-                aliases,
-                client_max_packet_size,
-                send_quota,
-                client_topic_alias_max,
-                problem_information,
-                version,
-            },
-        }
+        Detached { stream: self.stream, rest: self.rest }
     }
 }
 
@@ -483,7 +435,7 @@ where
                     // Busy after all: asked again after another idle period.
                     Signal::Park => control.parkable(broker.millis()),
                 },
-                read = read_some(&mut self.stream, &mut self.rbuf, self.read_window as usize) => {
+                read = read_some(&mut self.stream, &mut self.rbuf, self.rest.read_window as usize) => {
                     match read {
                         Ok((0, _)) | Err(_) => return Some(CloseReason::ConnectionLost),
                         Ok((n, window)) => {
@@ -553,7 +505,7 @@ where
     fn handle_packets_batched(&mut self) -> Result<Option<Packet>, CloseReason> {
         loop {
             let max = self.broker.options.limits.max_packet_size;
-            match corvid_protocol::decode(&mut self.rbuf, self.version, max) {
+            match corvid_protocol::decode(&mut self.rbuf, self.rest.version, max) {
                 Ok(Some(packet)) => {
                     add(&self.broker.stats.messages_received, 1);
                     add(&self.control.info.messages_received, 1);

@@ -144,14 +144,14 @@ where
 
     /// Uses or establishes an outbound topic alias, within the client's Topic Alias Maximum.
     fn apply_alias(&mut self, topic: &mut TopicName, properties: &mut PublishProperties) {
-        let aliases = self.aliases.get_or_insert_with(Box::default);
+        let aliases = self.rest.aliases.get_or_insert_with(Box::default);
         if let Some(&alias) = aliases.outbound.get(topic) {
             properties.topic_alias = Some(alias);
             *topic = TopicName::alias_only();
             return;
         }
         let next = aliases.outbound.len() + 1;
-        if next <= usize::from(self.client_topic_alias_max)
+        if next <= usize::from(self.rest.client_topic_alias_max)
             && let Ok(alias) = u16::try_from(next)
         {
             aliases.outbound.insert(topic.detached(), alias);
