@@ -115,7 +115,7 @@ impl Server {
             out.push(SessionInfo {
                 client_id: client_id.clone(),
                 connected,
-                created: shared.created,
+                created: shared.created(),
                 disconnected_at,
                 expires_in,
                 pending_messages: shared.queued(),

@@ -102,6 +102,7 @@ pub(super) fn spec(settings: &Settings, case: &Case, run: &str) -> FlowSpec {
                 .collect();
         }
         Scenario::Idle
+        | Scenario::IdleSteady
         | Scenario::Retained
         | Scenario::Wildcards
         | Scenario::Reconnect

@@ -7,6 +7,7 @@
 //! | `pairs` | N independent publisher/subscriber pairs |
 //! | `latency` | N pairs at a fixed total rate; p50/p99/p99.9/max |
 //! | `idle` | N connections, each CONNECT + one SUBSCRIBE, held; accept rate and broker bytes per connection |
+//! | `idle-steady` | `idle` twice over: a second batch of N joins N held for a while; bytes per connection of each |
 //! | `retained` | K retained topics, then M subscribers subscribe to a `#` filter over them at once |
 //! | `wildcards` | thousands of distinct `+`/`#`/exact filters over a topic tree, publishing across the tree |
 //! | `qos` | QoS 1 and 2 throughput for each in-flight window (cases `q1-if1`, `q2-if16`, …) |
@@ -51,6 +52,8 @@ pub enum Scenario {
     Latency,
     /// Many idle connections: accept rate and memory per connection.
     Idle,
+    /// Idle connections joining others held for a while: the memory of the second batch.
+    IdleSteady,
     /// Retained-message storm.
     Retained,
     /// Thousands of wildcard filters.
@@ -72,12 +75,13 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::Fanin,
         Self::Fanout,
         Self::Pairs,
         Self::Latency,
         Self::Idle,
+        Self::IdleSteady,
         Self::Retained,
         Self::Wildcards,
         Self::Qos,
@@ -96,6 +100,7 @@ impl Scenario {
             Self::Pairs => "pairs",
             Self::Latency => "latency",
             Self::Idle => "idle",
+            Self::IdleSteady => "idle-steady",
             Self::Retained => "retained",
             Self::Wildcards => "wildcards",
             Self::Qos => "qos",
@@ -235,7 +240,7 @@ pub struct Settings {
     /// broker with a durable store must store each QoS 1/2 message before delivering it.
     #[arg(long)]
     pub persistent: bool,
-    /// Seconds the idle scenarios hold their connections.
+    /// Seconds the idle scenarios hold their connections (default: 2 s; idle-steady 12 s per batch).
     #[arg(long)]
     pub hold: Option<f64>,
     /// TLS version of the tls-handshake scenario.
@@ -459,7 +464,8 @@ pub async fn run_case(target: &Target, settings: &Settings, case: &Case) -> Case
         | Scenario::Qos
         | Scenario::SlowConsumer => flows::run(target, settings, case, &run).await,
         Scenario::Wildcards => flows::run_wildcards(target, settings, case, &run).await,
-        Scenario::Idle => idle::run(target, settings, case, &run).await,
+        Scenario::Idle => idle::run(target, settings, case, &run, 1).await,
+        Scenario::IdleSteady => idle::run(target, settings, case, &run, 2).await,
         Scenario::Retained => stored::run_retained(target, settings, case, &run).await,
         Scenario::Reconnect => stored::run_reconnect(target, settings, case, &run).await,
         Scenario::TlsHandshake => tls::run(target, settings, case, &run).await,

@@ -378,7 +378,8 @@ impl<S> Connection<S> {
     }
 
     /// Takes the connection apart, dropping its buffers and caches (see [`Self::is_idle`]).
-    fn detach(self) -> Detached<S> {
+    fn detach(mut self) -> Detached<S> {
+        self.rest.state.inflight.release_if_empty();
         Detached { stream: self.stream, rest: self.rest }
     }
 }
@@ -753,6 +754,8 @@ where
         if persist.is_some() {
             broker.persist_session(&self.state.shared, Some(std::time::SystemTime::now()));
         }
+        // An offline session keeps no empty in-flight queue's memory.
+        self.state.inflight.release_if_empty();
         let placeholder = SessionState::new(self.state.shared.clone());
         let state = std::mem::replace(&mut self.state, placeholder);
         match broker.registry.release(self.client_id(), self.generation, &self.control, state, persist) {

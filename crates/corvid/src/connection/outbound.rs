@@ -83,7 +83,7 @@ where
     pub(super) fn resend_inflight(&mut self) {
         let now = Instant::now();
         let inflight = std::mem::take(&mut self.state.inflight);
-        for item in &inflight {
+        for item in inflight.iter() {
             match item.state {
                 OutboundState::AwaitingAck => {
                     self.encode_publish(&item.delivery, Some(item.packet_id), true, now);
