@@ -84,9 +84,9 @@ impl Server {
                 out.push(ClientInfo {
                     client_id: client_id.clone(),
                     remote_addr: i.remote,
-                    protocol: i.protocol,
-                    username: i.username.clone(),
-                    connected_since: i.connected_at,
+                    protocol: control.protocol,
+                    username: i.username.as_deref().map(ByteString::from),
+                    connected_since: i.connected_at(),
                     bytes_received: i.bytes_received.load(Relaxed),
                     bytes_sent: i.bytes_sent.load(Relaxed),
                     messages_received: i.messages_received.load(Relaxed),

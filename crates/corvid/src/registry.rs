@@ -33,12 +33,12 @@ pub(crate) enum Handoff {
     ServerShutdown,
 }
 
-/// Facts and counters of a running connection.
+/// Facts and counters of a running connection. Compact: every connection has one, parked or not.
 pub(crate) struct ConnInfo {
     pub(crate) remote: SocketAddr,
-    pub(crate) protocol: ProtocolVersion,
-    pub(crate) username: Option<ByteString>,
-    pub(crate) connected_at: SystemTime,
+    pub(crate) username: Option<Box<str>>,
+    /// Milliseconds since the Unix epoch (see [`Self::connected_at`]).
+    connected_at_ms: u64,
     pub(crate) bytes_received: AtomicU64,
     pub(crate) bytes_sent: AtomicU64,
     pub(crate) messages_received: AtomicU64,
@@ -46,17 +46,22 @@ pub(crate) struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub(crate) fn new(remote: SocketAddr, protocol: ProtocolVersion, username: Option<ByteString>) -> Self {
+    pub(crate) fn new(remote: SocketAddr, username: Option<&str>) -> Self {
+        let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         Self {
             remote,
-            protocol,
-            username,
-            connected_at: SystemTime::now(),
+            username: username.map(Box::from),
+            connected_at_ms: u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX),
             bytes_received: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             messages_received: AtomicU64::new(0),
             messages_sent: AtomicU64::new(0),
         }
+    }
+
+    /// When the connection was established (to the millisecond).
+    pub(crate) fn connected_at(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(self.connected_at_ms)
     }
 }
 
@@ -78,6 +83,8 @@ pub(crate) struct ConnControl {
     keep_alive: AtomicU16,
     /// Whether the connection may be parked, and whether it was asked to be: one of the `PARK_*` values.
     park: AtomicU8,
+    /// Here rather than in `info`, where it would cost 8 bytes of padding.
+    pub(crate) protocol: ProtocolVersion,
     pub(crate) info: ConnInfo,
 }
 
@@ -105,8 +112,9 @@ struct EndRequest {
 }
 
 impl ConnControl {
-    pub(crate) fn new(info: ConnInfo) -> Self {
+    pub(crate) fn new(info: ConnInfo, protocol: ProtocolVersion) -> Self {
         Self {
+            protocol,
             end: Mutex::new(EndRequest::default()),
             delete_session: AtomicBool::new(false),
             last_active: AtomicU32::new(0),
@@ -483,8 +491,8 @@ mod tests {
     }
 
     fn control() -> Arc<ConnControl> {
-        let info = ConnInfo::new("127.0.0.1:1".parse().unwrap(), ProtocolVersion::V5, None);
-        Arc::new(ConnControl::new(info))
+        let info = ConnInfo::new("127.0.0.1:1".parse().unwrap(), None);
+        Arc::new(ConnControl::new(info, ProtocolVersion::V5))
     }
 
     #[test]

@@ -97,7 +97,8 @@ impl SessionSubscriptions {
 
 struct Outbox {
     queue: VecDeque<Delivery>,
-    limit: usize,
+    /// The bound, in 4 bytes: with `policy` and the flag below it fills what would be padding.
+    limit: u32,
     policy: OverflowPolicy,
     /// Publishers wait for the queue to drain below [`ROOM_LOW`].
     publishers_waiting: bool,
@@ -122,7 +123,7 @@ impl Outbox {
     /// Queues a delivery within the bound, applying the overflow policy; returns the delivery it dropped, if any
     /// (the oldest queued, or this one).
     fn offer(&mut self, delivery: Delivery) -> Option<Delivery> {
-        if self.queue.len() < self.limit {
+        if self.queue.len() < self.limit as usize {
             self.queue.push_back(delivery);
             return None;
         }
@@ -173,7 +174,7 @@ impl SessionShared {
             stored: AtomicBool::new(false),
             outbox: Mutex::new(Outbox {
                 queue: VecDeque::new(),
-                limit,
+                limit: u32::try_from(limit).unwrap_or(u32::MAX),
                 policy,
                 publishers_waiting: false,
                 room: None,
@@ -328,7 +329,7 @@ impl SessionShared {
         let mut dropped = Vec::new();
         let (waker, congested) = {
             let mut outbox = self.outbox.lock();
-            let room = outbox.limit.saturating_sub(outbox.queue.len());
+            let room = (outbox.limit as usize).saturating_sub(outbox.queue.len());
             outbox.queue.reserve(deliveries.len().min(room));
             dropped.extend(deliveries.drain(..).filter_map(|delivery| outbox.offer(delivery)));
             let congested = outbox.queue.len() > ROOM_HIGH && !self.slow.load(Ordering::Relaxed) && self.is_online();

@@ -190,8 +190,8 @@ where
 
     // Claim the client identifier; take the session over from another connection if needed.
     let generation = broker.next_id();
-    let info = ConnInfo::new(remote, version, connect.username.clone());
-    let control = Arc::new(ConnControl::new(info));
+    let info = ConnInfo::new(remote, connect.username.as_deref());
+    let control = Arc::new(ConnControl::new(info, version));
     crate::stats::add(&control.info.messages_received, 1); // the CONNECT
     let previous = match broker.registry.claim(&client_id, generation, control.clone()) {
         Previous::None => None,
