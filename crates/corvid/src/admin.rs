@@ -82,7 +82,7 @@ impl Server {
             if let Entry::Online { control, .. } = entry {
                 let i = &control.info;
                 out.push(ClientInfo {
-                    client_id: client_id.clone(),
+                    client_id: ByteString::from(client_id),
                     remote_addr: i.remote,
                     protocol: control.protocol,
                     username: i.username.as_deref().map(ByteString::from),
@@ -113,7 +113,7 @@ impl Server {
                 ),
             };
             out.push(SessionInfo {
-                client_id: client_id.clone(),
+                client_id: ByteString::from(client_id),
                 connected,
                 created: shared.created(),
                 disconnected_at,

@@ -278,7 +278,8 @@ pub(crate) enum Released {
 /// Every client identifier with a session.
 #[derive(Default)]
 pub(crate) struct Registry {
-    entries: Mutex<HashMap<ByteString, Entry>>,
+    /// Keyed by a boxed copy of the client identifier: 16 bytes in every slot of the map instead of 32.
+    entries: Mutex<HashMap<Box<str>, Entry>>,
     /// Set, under the entries lock, when the server stops: a connection claiming its client identifier later is
     /// asked to end at once.
     stopping: AtomicBool,
@@ -299,7 +300,11 @@ impl Registry {
             control.request_end(Handoff::ServerShutdown);
         }
         let new = Entry::Online { generation, control, session: None };
-        match entries.insert(client_id.clone(), new) {
+        let old = match entries.get_mut(&**client_id) {
+            Some(slot) => Some(std::mem::replace(slot, new)),
+            None => entries.insert(Box::from(&**client_id), new),
+        };
+        match old {
             None => Previous::None,
             Some(Entry::Offline(offline)) => Previous::Offline(offline),
             Some(Entry::Online { control: old, .. }) => {
@@ -312,7 +317,7 @@ impl Registry {
 
     /// Records which session the connection that claimed `client_id` serves, once it has decided.
     pub(crate) fn attach(&self, client_id: &ByteString, generation: u64, shared: Arc<SessionShared>) {
-        if let Some(Entry::Online { generation: g, session, .. }) = self.entries.lock().get_mut(client_id)
+        if let Some(Entry::Online { generation: g, session, .. }) = self.entries.lock().get_mut(&**client_id)
             && *g == generation
         {
             *session = Some(shared);
@@ -336,25 +341,21 @@ impl Registry {
                 Err(state) => Released::Ended(state),
             };
         }
-        let ours = matches!(entries.get(client_id), Some(Entry::Online { generation: g, .. }) if *g == generation);
+        let ours = matches!(entries.get(&**client_id), Some(Entry::Online { generation: g, .. }) if *g == generation);
         if !ours {
             return Released::Ended(state);
         }
         match persist {
             Some((expires_at, will)) => {
-                entries.insert(
-                    client_id.clone(),
-                    Entry::Offline(Box::new(OfflineSession {
-                        state,
-                        disconnected_at: SystemTime::now(),
-                        expires_at,
-                        will,
-                    })),
-                );
+                let offline = OfflineSession { state, disconnected_at: SystemTime::now(), expires_at, will };
+                // `ours`: the entry is there.
+                if let Some(slot) = entries.get_mut(&**client_id) {
+                    *slot = Entry::Offline(Box::new(offline));
+                }
                 Released::Kept
             }
             None => {
-                entries.remove(client_id);
+                entries.remove(&**client_id);
                 Released::Ended(state)
             }
         }
@@ -364,7 +365,7 @@ impl Registry {
     pub(crate) fn sweep(&self, now: Instant) -> Swept {
         let mut swept = Swept::default();
         let mut entries = self.entries.lock();
-        let expired: Vec<ByteString> = entries
+        let expired: Vec<Box<str>> = entries
             .iter()
             .filter(|(_, e)| matches!(e, Entry::Offline(o) if o.expires_at.is_some_and(|t| t <= now)))
             .map(|(k, _)| k.clone())
@@ -431,7 +432,7 @@ impl Registry {
     }
 
     /// Runs `f` on every entry, under the lock: keep it short.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&ByteString, &Entry)) {
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&str, &Entry)) {
         for (id, entry) in self.entries.lock().iter() {
             f(id, entry);
         }
@@ -454,7 +455,7 @@ impl Registry {
         disconnected_at: SystemTime,
     ) {
         let offline = OfflineSession { state, disconnected_at, expires_at, will: None };
-        self.entries.lock().insert(client_id, Entry::Offline(Box::new(offline)));
+        self.entries.lock().insert(Box::from(&*client_id), Entry::Offline(Box::new(offline)));
     }
 
     /// Removes the session of an offline client and returns it for cleanup.
