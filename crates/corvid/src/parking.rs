@@ -1,5 +1,5 @@
 //! Parking idle connections: an idle plain-TCP connection gives up its task and its registration with the runtime
-//! (together about 770 bytes), and waits as a small record in the server's parking lot.
+//! (together 768 bytes), and waits as a small record in the server's parking lot.
 //!
 //! A connection is idle when no byte went either way for [`crate::Limits::park_idle_after`] and it has nothing
 //! queued, nothing in flight, no partial packet and nothing unwritten. The keep-alive sweep asks it to park (see

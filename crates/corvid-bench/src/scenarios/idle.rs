@@ -118,9 +118,8 @@ pub(super) async fn run(
     let mut result = CaseResult::new(&case.label, &target.name);
     let setup: Duration = measured.iter().map(|(_, _, setup)| *setup).sum();
     result.push("conn/s", n as f64 / setup.as_secs_f64().max(1e-9), Unit::PerSecond);
-    let per_conn = |(before, after): (Option<u64>, Option<u64>)| {
-        Some(after?.saturating_sub(before?) as f64 / per_batch as f64)
-    };
+    let per_conn =
+        |(before, after): (Option<u64>, Option<u64>)| Some(after?.saturating_sub(before?) as f64 / per_batch as f64);
     if let Some(&(before, after, _)) = measured.last() {
         if let Some(bytes) = per_conn((before, after)) {
             // The first batch's (`idle`), or the second's (`idle-steady`).
