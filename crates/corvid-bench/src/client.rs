@@ -9,10 +9,14 @@
 //! [`crate::ws`], for `ws-throughput`). Everything above the byte stream is the same for all three: a
 //! [`Client::flush`] becomes one `write` on TCP, one TLS write, or one binary WebSocket frame holding every packet
 //! of the batch.
+//!
+//! A plain-TCP client can be taken off the tokio runtime ([`Client::detach`]) for a thread that does its own
+//! non-blocking I/O ([`Client::try_flush`], [`Client::try_read_more`]; see [`crate::pacer`]) and put back on it
+//! afterwards ([`Client::attach`]).
 
 use crate::ws::WsStream;
 use anyhow::{Context, anyhow, bail, ensure};
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use corvid_protocol::{
     Connect, Disconnect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode, Subscribe, SubscribeProperties,
     SubscriptionOptions, TopicFilter, decode, encode,
@@ -114,7 +118,13 @@ enum Io {
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
     Ws(Box<WsStream>),
+    /// Plain TCP taken off the runtime: a non-blocking std stream, for [`Client::try_flush`] and
+    /// [`Client::try_read_more`] from any thread.
+    Detached(std::net::TcpStream),
 }
+
+/// The error of the waiting I/O methods on a detached client.
+const DETACHED: &str = "connection is detached from the runtime (attach it first)";
 
 /// Polls `future` once, without waiting: `None` if it is not ready (a non-blocking read on a stream that has no
 /// `try_read`).
@@ -310,6 +320,7 @@ impl Client {
                     s.flush().await.context("writing to broker")?;
                 }
                 Io::Ws(s) => s.write(&self.wbuf).await?,
+                Io::Detached(_) => bail!(DETACHED),
             }
             self.wbuf.clear();
         }
@@ -322,6 +333,7 @@ impl Client {
         self.rbuf.reserve(64 * 1024);
         let n = match (&mut self.io, limit) {
             (Io::Ws(s), limit) => return s.read(&mut self.rbuf, limit).await,
+            (Io::Detached(_), _) => bail!(DETACHED),
             (Io::Tcp(s), None) => s.read_buf(&mut self.rbuf).await,
             (Io::Tcp(s), Some(limit)) => s.take(limit as u64).read_buf(&mut self.rbuf).await,
             (Io::Tls(s), None) => s.read_buf(&mut self.rbuf).await,
@@ -344,6 +356,15 @@ impl Client {
                 poll_now(s.read_buf(&mut self.rbuf)).unwrap_or_else(|| Err(std::io::ErrorKind::WouldBlock.into()))
             }
             Io::Ws(s) => return s.try_read(&mut self.rbuf),
+            Io::Detached(s) => {
+                // Acknowledgements are small: a stack buffer spares zeroing the read buffer's spare capacity.
+                let mut chunk = [0u8; 4096];
+                let read = std::io::Read::read(&mut &*s, &mut chunk);
+                if let Ok(n) = read {
+                    self.rbuf.extend_from_slice(&chunk[..n]);
+                }
+                read
+            }
         };
         match read {
             Ok(0) => bail!("broker closed the connection"),
@@ -351,6 +372,52 @@ impl Client {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e).context("reading from broker"),
         }
+    }
+
+    /// Whether the connection is plain TCP on the runtime (and so can be [detached](Client::detach)).
+    pub fn is_tcp(&self) -> bool {
+        matches!(self.io, Io::Tcp(_))
+    }
+
+    /// Takes a plain-TCP connection off the tokio runtime: from now on it does non-blocking I/O from any thread
+    /// ([`Client::try_flush`], [`Client::try_read_more`]) and the waiting methods fail until [`Client::attach`].
+    /// Fails for TLS and WebSocket connections.
+    pub fn detach(self) -> anyhow::Result<Self> {
+        let io = match self.io {
+            Io::Tcp(s) => Io::Detached(s.into_std().context("taking the connection off the runtime")?),
+            Io::Detached(s) => Io::Detached(s),
+            Io::Tls(_) | Io::Ws(_) => bail!("only plain TCP connections can be detached"),
+        };
+        Ok(Self { io, ..self })
+    }
+
+    /// Puts a [detached](Client::detach) connection back on the tokio runtime (must be called from within it);
+    /// other connections are returned as they are.
+    pub fn attach(self) -> anyhow::Result<Self> {
+        let io = match self.io {
+            Io::Detached(s) => Io::Tcp(TcpStream::from_std(s).context("putting the connection back on the runtime")?),
+            io => io,
+        };
+        Ok(Self { io, ..self })
+    }
+
+    /// Writes as much of the write buffer as the socket takes now, without waiting, and removes it from the
+    /// buffer; `true` when the buffer is empty. Detached connections only.
+    pub fn try_flush(&mut self) -> anyhow::Result<bool> {
+        let Io::Detached(s) = &self.io else {
+            bail!("try_flush needs a detached connection");
+        };
+        while !self.wbuf.is_empty() {
+            match std::io::Write::write(&mut &*s, &self.wbuf) {
+                Ok(0) => bail!("writing to broker: connection closed"),
+                Ok(n) => self.wbuf.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("writing to broker"),
+            }
+        }
+        self.wbuf.clear();
+        Ok(true)
     }
 
     /// Decodes the next whole packet from the read buffer, `None` when more bytes are needed.
@@ -377,6 +444,12 @@ impl Client {
     /// Sends DISCONNECT (normal disconnection) and closes the connection; errors are ignored, the broker may
     /// already be gone.
     pub async fn disconnect(mut self) {
+        if matches!(self.io, Io::Detached(_)) {
+            match self.attach() {
+                Ok(attached) => self = attached,
+                Err(_) => return,
+            }
+        }
         let packet = Packet::Disconnect(Disconnect::new(ReasonCode::Success));
         if encode(&packet, self.version, &mut self.wbuf).is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(2), self.flush()).await;
@@ -390,6 +463,9 @@ impl Client {
                     let _ = s.shutdown().await;
                 }
                 Io::Ws(s) => s.close().await,
+                Io::Detached(s) => {
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                }
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), close).await;

@@ -2,7 +2,7 @@
 //! slow-consumer scenarios.
 //!
 //! 1. Connect and subscribe every subscriber, then connect every publisher (not measured).
-//! 2. Start all publishers at once; after the warm-up, snapshot the subscribers' counters and the CPU time of the
+//! 2. Start all publishers at once (fixed-rate ones on plain TCP are sent by [`crate::pacer`]'s thread); after the warm-up, snapshot the subscribers' counters and the CPU time of the
 //!    broker and of this process; at the end of the measured window (or when every publisher has spent its
 //!    budget), snapshot again. Deliveries are counted by the subscribers as they arrive, during the window.
 //! 3. Stop the publishers (they settle their acknowledgements), then drain: wait until the subscribers have
@@ -12,6 +12,7 @@
 use crate::client::{Client, ConnectOptions, Dial};
 use crate::histogram::Histogram;
 use crate::measure::{CpuMark, PeakRss, Pid};
+use crate::pacer::{self, run_paced};
 use crate::payload::{PublishTemplate, instant_ns};
 use crate::publisher::{PublisherPlan, run_publisher};
 use crate::report::{CaseResult, Unit};
@@ -234,13 +235,12 @@ pub async fn run_flow(target: &Target, spec: FlowSpec) -> anyhow::Result<FlowOut
     let pub_stop = CancellationToken::new();
     let _pub_guard = pub_stop.clone().drop_guard();
     let mut pubs = Vec::new();
+    let mut paced = Vec::new();
     let count = spec.publishers.len();
     let publishers = pub_clients.into_iter().zip(&spec.publishers).zip(templates);
     for (i, ((client, p), templates)) in publishers.enumerate() {
-        // Fixed-rate publishers are spread over one period, as independent clients would be: started together,
-        // 1,000 publishers at 20 msgs/s each would send in bursts of 1,000 every 50 ms, and the latency measured
-        // would be the burst's.
-        let phase = p.rate.map_or(Duration::ZERO, |rate| Duration::from_secs_f64(i as f64 / (count as f64 * rate)));
+        // Fixed-rate publishers are spread over one period, as independent clients would be.
+        let phase = p.rate.map_or(Duration::ZERO, |rate| pacer::phase(i, count, rate));
         let plan = PublisherPlan {
             index: i as u32,
             templates,
@@ -257,8 +257,14 @@ pub async fn run_flow(target: &Target, spec: FlowSpec) -> anyhow::Result<FlowOut
             ack_timeout: spec.drain_timeout,
             counters: Arc::clone(&pub_counters),
         };
-        pubs.push(tokio::spawn(run_publisher(client, plan, pub_stop.clone())));
+        if plan.rate.is_some() && client.is_tcp() {
+            paced.push((client, plan));
+        } else {
+            pubs.push(tokio::spawn(run_publisher(client, plan, pub_stop.clone())));
+        }
     }
+    // Fixed-rate publishers send from one thread, each message at its nominal instant (see `crate::pacer`).
+    let paced = (!paced.is_empty()).then(|| tokio::spawn(run_paced(paced, pub_stop.clone())));
 
     // The measured window.
     tokio::time::sleep_until(window_start.into()).await;
@@ -279,8 +285,14 @@ pub async fn run_flow(target: &Target, spec: FlowSpec) -> anyhow::Result<FlowOut
     pub_stop.cancel();
     let mut errors = Vec::new();
     let mut pub_clients = Vec::new();
+    let mut reports = Vec::with_capacity(count);
     for handle in pubs {
-        let report = handle.await.context("publisher task")?;
+        reports.push(handle.await.context("publisher task")?);
+    }
+    if let Some(handle) = paced {
+        reports.extend(handle.await.context("paced publishers")?);
+    }
+    for report in reports {
         errors.extend(report.error);
         pub_clients.extend(report.client);
     }

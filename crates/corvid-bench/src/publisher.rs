@@ -11,6 +11,9 @@
 //! It then copies that many templates into the write buffer, patching packet identifiers and stamps, and writes
 //! them with one `write_all`. Acknowledgements are read without waiting after every batch, and with waiting only
 //! when the in-flight window is full. Nothing on this path allocates.
+//!
+//! Fixed-rate publishers on plain TCP are not run by this loop in the flows: [`crate::pacer`] sends their
+//! messages from one thread at their nominal instants, with the same [`Progress`] and the same [`settle`].
 
 use crate::client::Client;
 use crate::payload::{PublishTemplate, Stamp, now_ns};
@@ -78,7 +81,8 @@ const FREE: u8 = 0;
 const AWAIT_ACK: u8 = 1;
 const AWAIT_COMP: u8 = 2;
 
-struct Inflight {
+/// The packet identifiers of a publisher at QoS 1/2.
+pub(crate) struct Inflight {
     free: Vec<u16>,
     state: Vec<u8>,
     capacity: usize,
@@ -95,12 +99,17 @@ impl Inflight {
         }
     }
 
-    fn outstanding(&self) -> usize {
+    pub(crate) fn outstanding(&self) -> usize {
         self.capacity - self.free.len()
     }
 
     /// A free packet identifier, marked as awaiting its acknowledgement; `None` when the window is full.
-    fn take(&mut self) -> Option<u16> {
+    /// Free packet identifiers.
+    pub(crate) fn free(&self) -> usize {
+        self.free.len()
+    }
+
+    pub(crate) fn take(&mut self) -> Option<u16> {
         let id = self.free.pop()?;
         self.state[id as usize] = AWAIT_ACK;
         Some(id)
@@ -117,7 +126,7 @@ impl Inflight {
     }
 
     /// Handles every acknowledgement in the client's read buffer; PUBRELs go into the write buffer.
-    fn process(&mut self, client: &mut Client, qos: QoS) -> anyhow::Result<()> {
+    pub(crate) fn process(&mut self, client: &mut Client, qos: QoS) -> anyhow::Result<()> {
         while let Some(packet) = client.next_packet()? {
             match (packet, qos) {
                 (Packet::PubAck(ack), QoS::AtLeastOnce) => {
@@ -155,54 +164,116 @@ impl Inflight {
     }
 }
 
+/// Where a publisher is in its stream: its packet identifiers, the next template, the messages sent.
+pub(crate) struct Progress {
+    /// Packet identifiers in flight (QoS 1/2).
+    pub(crate) inflight: Inflight,
+    /// Whether messages are acknowledged (QoS 1/2).
+    pub(crate) acked: bool,
+    /// Messages written (or appended to the write buffer).
+    pub(crate) sent: u64,
+    template: usize,
+}
+
+impl Progress {
+    /// The start of `plan`'s stream on `client` (the in-flight window is capped by the broker's Receive Maximum).
+    pub(crate) fn new(client: &Client, plan: &PublisherPlan) -> Self {
+        let capacity = plan.inflight.min(client.server_receive_maximum().unwrap_or(u16::MAX)).clamp(1, 65535);
+        Self { inflight: Inflight::new(capacity), acked: plan.qos != QoS::AtMostOnce, sent: 0, template: 0 }
+    }
+
+    /// Appends up to `n` messages stamped `stamp_ns` to the client's write buffer (fewer when the in-flight window
+    /// fills); returns how many.
+    pub(crate) fn append(&mut self, client: &mut Client, plan: &PublisherPlan, n: u64, stamp_ns: u64) -> u64 {
+        let mut appended = 0;
+        while appended < n {
+            let id = if self.acked {
+                // The window was checked by the caller; stop rather than overrun it.
+                let Some(id) = self.inflight.take() else { break };
+                id
+            } else {
+                0
+            };
+            let stamp = if plan.stamp_by_template {
+                Stamp {
+                    publisher: self.template as u32,
+                    seq: self.sent / plan.templates.len() as u64,
+                    sent_ns: stamp_ns,
+                }
+            } else {
+                Stamp { publisher: plan.index, seq: self.sent, sent_ns: stamp_ns }
+            };
+            plan.templates[self.template].append(&mut client.wbuf, id, stamp);
+            self.template += 1;
+            if self.template == plan.templates.len() {
+                self.template = 0;
+            }
+            self.sent += 1;
+            appended += 1;
+        }
+        appended
+    }
+}
+
 /// Runs one publisher until its deadline, its message budget or `stop`, then waits for its acknowledgements.
 pub async fn run_publisher(mut client: Client, plan: PublisherPlan, stop: CancellationToken) -> PublisherReport {
-    let mut sent = 0;
-    let result = publish_loop(&mut client, &plan, &stop, &mut sent).await;
-    let counters = &plan.counters[plan.index as usize];
+    let mut progress = Progress::new(&client, &plan);
+    let result = match publish_loop(&mut client, &plan, &stop, &mut progress).await {
+        Ok(()) => settle(&mut client, &plan, &mut progress).await,
+        Err(e) => Err(e),
+    };
+    report(client, &plan, progress.sent, result)
+}
+
+/// Publishes the counters of a publisher that has finished, and its report.
+pub(crate) fn report(client: Client, plan: &PublisherPlan, sent: u64, result: anyhow::Result<u64>) -> PublisherReport {
+    match result {
+        Ok(completed) => {
+            let counters = &plan.counters[plan.index as usize];
+            counters.sent.store(sent, Ordering::Release);
+            counters.done.store(true, Ordering::Release);
+            PublisherReport { sent, completed, error: None, client: Some(client) }
+        }
+        Err(e) => failed(plan.index, &plan.counters[plan.index as usize], sent, &e),
+    }
+}
+
+/// Publishes the counters of publisher `index`, which stopped with `error` after `sent` messages, and its report.
+pub(crate) fn failed(index: u32, counters: &PublisherCounters, sent: u64, error: &anyhow::Error) -> PublisherReport {
     counters.sent.store(sent, Ordering::Release);
     counters.done.store(true, Ordering::Release);
-    match result {
-        Ok(completed) => PublisherReport { sent, completed, error: None, client: Some(client) },
-        Err(e) => PublisherReport {
-            sent,
-            completed: 0,
-            error: Some(format!("publisher {}: {e:#}", plan.index)),
-            client: None,
-        },
-    }
+    PublisherReport { sent, completed: 0, error: Some(format!("publisher {index}: {error:#}")), client: None }
 }
 
 async fn publish_loop(
     client: &mut Client,
     plan: &PublisherPlan,
     stop: &CancellationToken,
-    sent: &mut u64,
-) -> anyhow::Result<u64> {
-    let acked = plan.qos != QoS::AtMostOnce;
-    let capacity = plan.inflight.min(client.server_receive_maximum().unwrap_or(u16::MAX)).clamp(1, 65535);
-    let mut inflight = Inflight::new(capacity);
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    let acked = progress.acked;
     let fan = plan.fan.max(1);
     let counters = &plan.counters[plan.index as usize];
-    let mut template = 0;
     tokio::time::sleep_until(plan.start.into()).await;
     loop {
         let now = Instant::now();
-        if stop.is_cancelled() || now >= plan.deadline || *sent >= plan.max_messages {
+        let sent = progress.sent;
+        if stop.is_cancelled() || now >= plan.deadline || sent >= plan.max_messages {
             break;
         }
+        let inflight = &mut progress.inflight;
         let mut n = plan.batch.max(1) as u64;
-        n = n.min(plan.max_messages - *sent);
+        n = n.min(plan.max_messages - sent);
         if acked {
             n = n.min(inflight.free.len() as u64);
         }
         if let Some(window) = plan.window {
-            let outstanding = (*sent * fan).saturating_sub(counters.delivered());
+            let outstanding = (sent * fan).saturating_sub(counters.delivered());
             n = n.min((window * fan).saturating_sub(outstanding) / fan);
         }
         if let Some(rate) = plan.rate {
             let due = (rate * now.duration_since(plan.start).as_secs_f64()) as u64 + 1;
-            n = n.min(due.saturating_sub(*sent));
+            n = n.min(due.saturating_sub(sent));
         }
         if n == 0 {
             if acked && inflight.free.is_empty() {
@@ -216,7 +287,8 @@ async fn publish_loop(
                 inflight.process(client, plan.qos)?;
                 client.flush().await?;
             } else if let Some(rate) = plan.rate {
-                let next_due = plan.start + Duration::from_secs_f64((*sent + 1) as f64 / rate);
+                // Message `sent` (counting from 0) is due at `start + sent / rate`.
+                let next_due = plan.start + Duration::from_secs_f64(sent as f64 / rate);
                 tokio::time::sleep_until(next_due.min(plan.deadline).into()).await;
             } else if let Some(window) = plan.window {
                 // The end-to-end window is full: sleep until the subscribers have drained half of it.
@@ -225,51 +297,43 @@ async fn publish_loop(
                     inflight.process(client, plan.qos)?;
                     client.flush().await?;
                 }
-                let low_water = (*sent * fan).saturating_sub(window * fan / 2);
+                let low_water = (sent * fan).saturating_sub(window * fan / 2);
                 let wait = plan.deadline.saturating_duration_since(now).min(WINDOW_POLL);
                 counters.wait_delivered(low_water, wait).await;
             }
             continue;
         }
-        let stamp_ns = now_ns();
-        for _ in 0..n {
-            let id = if acked {
-                // The window was checked above; stop this batch rather than overrun it.
-                let Some(id) = inflight.take() else { break };
-                id
-            } else {
-                0
-            };
-            let stamp = if plan.stamp_by_template {
-                Stamp { publisher: template as u32, seq: *sent / plan.templates.len() as u64, sent_ns: stamp_ns }
-            } else {
-                Stamp { publisher: plan.index, seq: *sent, sent_ns: stamp_ns }
-            };
-            plan.templates[template].append(&mut client.wbuf, id, stamp);
-            template += 1;
-            if template == plan.templates.len() {
-                template = 0;
-            }
-            *sent += 1;
-        }
+        progress.append(client, plan, n, now_ns());
         client.flush().await?;
-        counters.sent.store(*sent, Ordering::Release);
+        counters.sent.store(progress.sent, Ordering::Release);
         if acked {
             client.try_read_more()?;
-            inflight.process(client, plan.qos)?;
+            progress.inflight.process(client, plan.qos)?;
         }
     }
-    counters.sent.store(*sent, Ordering::Release);
-    if !acked {
-        return Ok(*sent);
-    }
-    // Settle: wait for every outstanding acknowledgement.
+    counters.sent.store(progress.sent, Ordering::Release);
+    Ok(())
+}
+
+/// After the last message: writes what is left in the write buffer and, at QoS 1/2, waits (at most
+/// [`PublisherPlan::ack_timeout`]) for every outstanding acknowledgement; returns the messages whose flow
+/// completed.
+pub(crate) async fn settle(client: &mut Client, plan: &PublisherPlan, progress: &mut Progress) -> anyhow::Result<u64> {
     client.flush().await?;
+    if !progress.acked {
+        return Ok(progress.sent);
+    }
+    let inflight = &mut progress.inflight;
     let settle_deadline = Instant::now() + plan.ack_timeout;
     while inflight.outstanding() > 0 {
         let left = settle_deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            bail!("{} of {} messages still unacknowledged after {:?}", inflight.outstanding(), *sent, plan.ack_timeout);
+            bail!(
+                "{} of {} messages still unacknowledged after {:?}",
+                inflight.outstanding(),
+                progress.sent,
+                plan.ack_timeout
+            );
         }
         tokio::time::timeout(left, client.read_more(None)).await.unwrap_or(Ok(0))?;
         inflight.process(client, plan.qos)?;

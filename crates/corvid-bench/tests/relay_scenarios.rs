@@ -60,3 +60,28 @@ async fn every_scenario_passes_against_the_relay_mqtt_3_1_1() {
 async fn every_scenario_passes_against_the_relay_mqtt_5_at_qos_1() {
     all_pass(&settings(&["--mqtt", "5", "--qos", "1", "--inflights", "4"])).await;
 }
+
+/// The fixed-rate scenarios, whose publishers the pacer thread sends, at QoS 2 (PUBREC / PUBREL / PUBCOMP on the
+/// pacer's non-blocking socket, the last acknowledgements back on the runtime) and QoS 1 with an in-flight window
+/// of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_rate_scenarios_pass_at_qos_2_and_in_flight_1() {
+    let (target, shutdown) = relay().await;
+    for args in [&["--qos", "2"][..], &["--qos", "1", "--inflight", "1", "--rate", "5000"][..]] {
+        let settings = settings(args);
+        for scenario in [Scenario::Latency, Scenario::SlowConsumer] {
+            for case in settings.cases(scenario) {
+                let result = run_case(&target, &settings, &case).await;
+                assert!(
+                    !result.verdict.is_fail() && !result.verdict.is_skipped(),
+                    "{} {args:?}: {}",
+                    case.label,
+                    result.verdict
+                );
+                let Some(d) = result.delivery else { panic!("{}: no delivery", case.label) };
+                assert!(d.received > 0 && d.lost == 0 && d.duplicates == 0, "{} {args:?}: {d:?}", case.label);
+            }
+        }
+    }
+    shutdown.cancel();
+}
