@@ -550,4 +550,41 @@ mod tests {
         registry.sweep_connections(u32::MAX, None);
         assert!(forever.poll_end(&mut cx).is_pending());
     }
+
+    #[test]
+    fn only_parkable_connections_idle_that_long_are_asked_to_park() {
+        let registry = Registry::default();
+        let (idle, busy, never) = (control(), control(), control());
+        for (name, c) in [("idle", &idle), ("busy", &busy), ("never", &never)] {
+            assert!(matches!(registry.claim(&ByteString::from(name), 1, (*c).clone()), Previous::None));
+        }
+        idle.parkable(1_000);
+        busy.parkable(1_000);
+        never.active(1_000);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut signalled = |c: &ConnControl| std::pin::pin!(c.signalled()).poll(&mut cx);
+        for c in [&idle, &busy, &never] {
+            assert!(signalled(c).is_pending());
+        }
+        busy.sent(1_050);
+        registry.sweep_connections(1_099, Some(100));
+        assert!(signalled(&idle).is_pending(), "99 ms idle is not 100");
+        registry.sweep_connections(1_100, Some(100));
+        assert!(flag.0.swap(false, Ordering::SeqCst), "the idle connection's task was woken");
+        assert_eq!(signalled(&idle), Poll::Ready(Signal::Park));
+        assert!(signalled(&busy).is_pending(), "bytes went out 50 ms ago");
+        registry.sweep_connections(u32::MAX / 2, None);
+        assert!(signalled(&busy).is_pending(), "no parking without a threshold");
+        registry.sweep_connections(5_000, Some(100));
+        assert_eq!(signalled(&busy), Poll::Ready(Signal::Park));
+        assert!(signalled(&never).is_pending(), "never parkable");
+        // Declining (busy after all) makes it parkable again, counted from then.
+        busy.parkable(5_000);
+        assert!(signalled(&busy).is_pending());
+        // An end request wins over a park request.
+        registry.kick("idle", ReasonCode::AdministrativeAction, false);
+        assert_eq!(signalled(&idle), Poll::Ready(Signal::End));
+    }
 }
