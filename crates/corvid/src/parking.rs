@@ -138,19 +138,24 @@ pub(crate) fn park(conn: ParkedConnection) -> Option<ParkedConnection> {
     let control = conn.rest.control.clone();
     let shared = conn.rest.state.shared.clone();
     let parked = lot.insert(conn);
-    // Data that arrived before this registration is reported at once: nothing slips between the task's last read
-    // and the poller.
-    if lot.registry.register(&mut SourceFd(&fd), Token(parked.token as usize), Interest::READABLE).is_err() {
-        return parked.unpark();
-    }
     let waker = Waker::from(parked.clone());
     let mut cx = Context::from_waker(&waker);
-    // Both keep the waker under the lock their wakers take: whatever comes after this look wakes the record.
-    if control.poll_end(&mut cx).is_ready() || shared.poll_queued(&mut cx).is_ready() {
-        // `None` if the socket's readiness resumed it already.
-        return parked.unpark();
+    // Under the record's lock, nothing resumes it before the poller and both wakers know it: a resumed task's own
+    // wakers are never replaced by this record's. A wake meanwhile waits for the lock, then resumes it.
+    let mut slot = parked.conn.lock();
+    // Data that arrived before this registration is reported at once: nothing slips between the task's last read
+    // and the poller. The wakers are kept under the locks their wakers take: whatever comes after this look wakes
+    // the record.
+    let go_on = lot.registry.register(&mut SourceFd(&fd), Token(parked.token as usize), Interest::READABLE).is_err()
+        || control.poll_end(&mut cx).is_ready()
+        || shared.poll_queued(&mut cx).is_ready();
+    if !go_on {
+        return None;
     }
-    None
+    let conn = slot.take();
+    drop(slot);
+    lot.remove(parked.token, fd);
+    conn
 }
 
 impl Parked {
