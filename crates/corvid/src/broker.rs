@@ -33,6 +33,8 @@ pub(crate) struct Broker {
     /// Owns every connection task, so stop can wait for them.
     pub(crate) tasks: TaskTracker,
     pub(crate) started: Instant,
+    /// [`Self::millis`] as of the keep-alive sweep's last tick (every 500 ms): a clock that costs one load.
+    coarse_millis: std::sync::atomic::AtomicU32,
     pub(crate) events: tokio::sync::broadcast::Sender<Event>,
     /// Where retained changes go, when a retained store is configured.
     pub(crate) retained_writer: Option<crate::store::retained_writer::RetainedWriter>,
@@ -124,6 +126,7 @@ impl Broker {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             started: Instant::now(),
+            coarse_millis: std::sync::atomic::AtomicU32::new(0),
             accepting: std::sync::atomic::AtomicBool::new(true),
             next_id: AtomicU64::new(1),
         }
@@ -148,6 +151,19 @@ impl Broker {
     /// and small enough for an atomic in every connection's control block.
     pub(crate) fn millis(&self) -> u32 {
         self.started.elapsed().as_millis() as u32
+    }
+
+    /// [`Self::millis`] up to one keep-alive sweep period (500 ms) old, for what needs no better: whether a
+    /// connection has been idle for seconds.
+    pub(crate) fn coarse_millis(&self) -> u32 {
+        self.coarse_millis.load(Ordering::Relaxed)
+    }
+
+    /// Advances [`Self::coarse_millis`] to now, returning now.
+    pub(crate) fn tick_coarse_millis(&self) -> u32 {
+        let now = self.millis();
+        self.coarse_millis.store(now, Ordering::Relaxed);
+        now
     }
 
     /// Sends an event to observers, building it only if somebody listens.

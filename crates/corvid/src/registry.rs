@@ -137,9 +137,13 @@ impl ConnControl {
         self.last_io.store(now, Ordering::Relaxed);
     }
 
-    /// Records that bytes were sent to the client at `now`: not activity of the client (keep-alive), but not idle.
+    /// Records that bytes were sent to the client at `now` (a coarse clock, see
+    /// [`crate::broker::Broker::coarse_millis`]): not activity of the client (keep-alive), but not idle. Stores only
+    /// a later time than the one there: the common case, the same coarse time, costs one load.
     pub(crate) fn sent(&self, now: u32) {
-        self.last_io.store(now, Ordering::Relaxed);
+        if now.wrapping_sub(self.last_io.load(Ordering::Relaxed)) as i32 > 0 {
+            self.last_io.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Makes the connection parkable from now on, or again (after it was parked, or declined to be): the sweep

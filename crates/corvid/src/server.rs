@@ -245,7 +245,7 @@ async fn keep_alive_loop(broker: Arc<Broker>) {
     loop {
         tokio::select! {
             () = broker.shutdown.cancelled() => return,
-            _ = tick.tick() => broker.registry.sweep_connections(broker.millis(), park_after),
+            _ = tick.tick() => broker.registry.sweep_connections(broker.tick_coarse_millis(), park_after),
         }
     }
 }

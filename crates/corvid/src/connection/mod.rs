@@ -642,7 +642,8 @@ where
         .await
         .map_err(|_: std::io::Error| CloseReason::ConnectionLost)?;
         if written > 0 {
-            self.control.sent(self.broker.millis());
+            // The coarse clock: parking only needs to know that the connection was busy in the last seconds.
+            self.control.sent(self.broker.coarse_millis());
         }
         add(&self.broker.stats.bytes_sent, written as u64);
         add(&self.control.info.bytes_sent, written as u64);
