@@ -4,7 +4,8 @@
 //! A connection is idle when no byte went either way for [`crate::Limits::park_idle_after`] and it has nothing
 //! queued, nothing in flight, no partial packet and nothing unwritten. The keep-alive sweep asks it to park (see
 //! [`crate::registry::ConnControl`]); the connection's task, if it agrees, turns into a [`Parked`] record: the socket
-//! goes from the runtime's poller to the lot's own (one `epoll` instance, waited on by one thread of the server), and the record becomes the waker of the session's queue and of the connection's control block.
+//! goes from the runtime's poller to the lot's own (one `epoll` instance, waited on by one thread of the server),
+//! and the record becomes the waker of the session's queue and of the connection's control block.
 //!
 //! Whichever comes first resumes it in a new task, exactly once: the socket turning readable (a packet, or the
 //! client closing), a delivery queued for the session, or an end request (kick, takeover, keep-alive timeout,

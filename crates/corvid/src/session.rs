@@ -322,9 +322,9 @@ impl SessionShared {
     }
 
     /// Offers `deliveries` (emptied) in order to the queue, applying the overflow policy, under one lock and with at
-    /// most one wake-up of the serving task; `on_drop` sees each delivery the overflow policy drops, after the lock is released. Returns
-    /// whether publishers should wait for this queue to drain ([`Self::wait_for_room`]): it holds more than
-    /// [`ROOM_HIGH`] deliveries of a connected client that keeps up.
+    /// most one wake-up of the serving task; `on_drop` sees each delivery the overflow policy drops, after the lock
+    /// is released. Returns whether publishers should wait for this queue to drain ([`Self::wait_for_room`]): it
+    /// holds more than [`ROOM_HIGH`] deliveries of a connected client that keeps up.
     pub(crate) fn enqueue_all(&self, deliveries: &mut Vec<Delivery>, mut on_drop: impl FnMut(Delivery)) -> bool {
         let mut dropped = Vec::new();
         let (waker, congested) = {
