@@ -181,3 +181,46 @@ async fn many_parked_clients_each_get_their_message() {
     }
     parked(&t, 200).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_parked_and_resumed_over_and_over_lose_nothing() {
+    const PAIRS: u64 = 40;
+    const MESSAGES: u64 = 8;
+    let t = TestServer::start(parking()).await;
+    let handle = t.server.handle();
+    let most_parked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watching = {
+        let most = most_parked.clone();
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            loop {
+                most.fetch_max(handle.parked_count(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let mut pairs = Vec::new();
+    for i in 0..PAIRS {
+        let addr = t.addr;
+        pairs.push(tokio::spawn(async move {
+            let mut sub = Raw::v5(addr, &format!("sub-{i}")).await;
+            sub.subscribe(&format!("churn/{i}"), QoS::AtLeastOnce).await;
+            let mut publisher = Raw::v311(addr, &format!("pub-{i}")).await;
+            for k in 0..MESSAGES {
+                // Pauses of 0-700 ms, different for every pair and message: both sides park and resume at moments
+                // spread over the keep-alive sweep's period, with messages and packets arriving as they do.
+                let pause = (i * 7919 + k * 104_729) % 700;
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                publisher.publish(&format!("churn/{i}"), &k.to_be_bytes(), QoS::AtLeastOnce).await;
+                let got = sub.recv_publish_ack().await;
+                assert_eq!(got.payload.as_ref(), k.to_be_bytes(), "pair {i}");
+            }
+            sub.expect_silence().await;
+        }));
+    }
+    for pair in pairs {
+        pair.await.expect("every message of every pair arrives once, in order");
+    }
+    watching.abort();
+    assert!(most_parked.load(std::sync::atomic::Ordering::Relaxed) > 0, "connections were parked along the way");
+}
