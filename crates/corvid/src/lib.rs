@@ -54,6 +54,7 @@ pub mod store;
 mod subscriptions;
 mod sys;
 pub mod transport;
+mod wallclock;
 
 pub use admin::{ClientInfo, SessionInfo};
 pub use corvid_protocol as protocol;

@@ -47,11 +47,10 @@ pub(crate) struct ConnInfo {
 
 impl ConnInfo {
     pub(crate) fn new(remote: SocketAddr, username: Option<&str>) -> Self {
-        let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         Self {
             remote,
             username: username.map(Box::from),
-            connected_at_ms: u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX),
+            connected_at_ms: crate::wallclock::now_millis(),
             bytes_received: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             messages_received: AtomicU64::new(0),
@@ -61,7 +60,7 @@ impl ConnInfo {
 
     /// When the connection was established (to the millisecond).
     pub(crate) fn connected_at(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(self.connected_at_ms)
+        crate::wallclock::from_unix_millis(self.connected_at_ms)
     }
 }
 

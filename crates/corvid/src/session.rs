@@ -165,9 +165,7 @@ impl SessionShared {
             username: Mutex::new(None),
             items,
             subscriptions: Mutex::new(SessionSubscriptions::default()),
-            created_ms: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX)),
+            created_ms: crate::wallclock::now_millis(),
             expiry_interval: AtomicU32::new(0),
             durable: AtomicBool::new(false),
             next_seq: AtomicU64::new(1),
@@ -188,7 +186,7 @@ impl SessionShared {
 
     /// When the session was made (to the millisecond).
     pub(crate) fn created(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(self.created_ms)
+        crate::wallclock::from_unix_millis(self.created_ms)
     }
 
     /// The session's items (for hooks).

@@ -7,12 +7,13 @@
 
 use crate::message::Message;
 use crate::store::persistent::{StoredMessage, StoredMessageState, StoredUsername};
+use crate::wallclock::{from_unix_millis, unix_millis};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use corvid_protocol::{
     ByteString, Packet, PacketId, ProtocolVersion, Publish, QoS, RetainHandling, SubscriptionOptions, TopicFilter,
 };
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 /// The format version of message records (retained and queued messages) written now.
 pub const VERSION: u8 = 1;
@@ -30,14 +31,6 @@ pub enum RecordError {
     /// The record ends early or its fields are invalid.
     #[error("damaged record: {0}")]
     Damaged(&'static str),
-}
-
-fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-fn from_millis(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 /// The wall-clock time an `Instant` deadline falls at.
@@ -116,7 +109,7 @@ pub fn decode_message(record: Bytes) -> Result<Message, RecordError> {
 }
 
 fn write_message(buf: &mut BytesMut, message: &Message) {
-    buf.put_u64(message.expires_at.map_or(0, |t| millis(wall(t)).max(1)));
+    buf.put_u64(message.expires_at.map_or(0, |t| unix_millis(wall(t)).max(1)));
     match &message.publisher {
         Some(p) => {
             buf.put_u8(1);
@@ -157,7 +150,7 @@ fn read_message(c: &mut Cursor) -> Result<Message, RecordError> {
     message.properties = publish.properties;
     message.publisher = publisher;
     if expires != 0 {
-        let deadline = from_millis(expires);
+        let deadline = from_unix_millis(expires);
         message.expires_at = Some(instant(deadline));
         let left = deadline.duration_since(SystemTime::now()).unwrap_or_default();
         message.properties.message_expiry_interval = Some(left.as_secs().max(1).min(u64::from(u32::MAX)) as u32);
@@ -258,7 +251,7 @@ pub fn encode_session(r: &SessionRecord) -> Bytes {
     let mut buf = BytesMut::new();
     buf.put_u8(SESSION_VERSION);
     buf.put_u32(r.expiry_interval);
-    buf.put_u64(r.disconnected_at.map_or(0, |t| millis(t).max(1)));
+    buf.put_u64(r.disconnected_at.map_or(0, |t| unix_millis(t).max(1)));
     match &r.username {
         StoredUsername::Named(name) => {
             buf.put_u8(2);
@@ -283,7 +276,7 @@ pub fn decode_session(record: Bytes) -> Result<SessionRecord, RecordError> {
     let expiry_interval = c.u32()?;
     let disconnected_at = match c.u64()? {
         0 => None,
-        ms => Some(from_millis(ms)),
+        ms => Some(from_unix_millis(ms)),
     };
     let username = match version {
         1 => StoredUsername::Unknown,
