@@ -350,7 +350,7 @@ mod tests {
         let r = SessionRecord {
             username: StoredUsername::Named("alice".into()),
             expiry_interval: 3600,
-            disconnected_at: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
+            disconnected_at: Some(from_unix_millis(1_700_000_000_123)),
             subscriptions: vec![(
                 TopicFilter::new("$share/g/a/+").unwrap(),
                 SubscriptionOptions {
@@ -399,7 +399,7 @@ mod tests {
         let expected = SessionRecord {
             username: StoredUsername::Unknown,
             expiry_interval: 3600,
-            disconnected_at: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
+            disconnected_at: Some(from_unix_millis(1_700_000_000_123)),
             subscriptions: vec![
                 (
                     TopicFilter::new("sensors/#").unwrap(),
