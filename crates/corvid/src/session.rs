@@ -558,6 +558,12 @@ mod tests {
             .collect()
     }
 
+    /// A publisher waiting for room in `s` with `patience`, in a task of its own.
+    fn waiting_publisher(s: &Arc<SessionShared>, patience: Duration) -> tokio::task::JoinHandle<()> {
+        let s = s.clone();
+        tokio::spawn(async move { s.wait_for_room(patience).await })
+    }
+
     fn drain(s: &SessionShared, n: usize) {
         let mut out = Vec::new();
         while out.len() < n {
@@ -584,10 +590,7 @@ mod tests {
     async fn a_waiting_publisher_goes_on_once_the_queue_drains() {
         let s = session(true);
         s.enqueue_all(&mut deliveries(ROOM_HIGH + 100), |_| {});
-        let waiter = tokio::spawn({
-            let s = s.clone();
-            async move { s.wait_for_room(Duration::from_secs(30)).await }
-        });
+        let waiter = waiting_publisher(&s, Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished(), "went on with a full queue");
         drain(&s, ROOM_HIGH + 100 - ROOM_LOW);
@@ -600,10 +603,7 @@ mod tests {
         let s = session(true);
         s.enqueue_all(&mut deliveries(ROOM_HIGH + 100), |_| {});
         // Progress of fewer than ROOM_PROGRESS deliveries per period is no progress.
-        let waiter = tokio::spawn({
-            let s = s.clone();
-            async move { s.wait_for_room(Duration::from_millis(50)).await }
-        });
+        let waiter = waiting_publisher(&s, Duration::from_millis(50));
         tokio::time::sleep(Duration::from_millis(10)).await;
         drain(&s, 10);
         tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("gave up").expect("waiter");
