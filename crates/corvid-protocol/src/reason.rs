@@ -156,6 +156,15 @@ impl ReasonCode {
         self.as_u8() >= 0x80
     }
 
+    /// Whether a DISCONNECT may carry this code (MQTT 5.0 section 3.14.2.1). CONNACK-only codes such as "bad user
+    /// name or password" or "bad authentication method" may not.
+    pub fn valid_in_disconnect(self) -> bool {
+        matches!(
+            self.as_u8(),
+            0x00 | 0x04 | 0x80..=0x83 | 0x87 | 0x89 | 0x8B | 0x8D..=0x90 | 0x93..=0xA2
+        )
+    }
+
     /// The MQTT 3.1 / 3.1.1 CONNACK return code that carries the same meaning.
     pub fn connack_return_code(self) -> u8 {
         match self {
@@ -265,5 +274,26 @@ mod tests {
         assert_eq!(ReasonCode::from_connack_return_code(6), None);
         assert_eq!(ReasonCode::Banned.connack_return_code(), 5);
         assert_eq!(ReasonCode::ServerBusy.connack_return_code(), 3);
+    }
+
+    #[test]
+    fn disconnect_takes_its_own_codes_only() {
+        // MQTT 5.0 section 3.14.2.1: the 29 codes a DISCONNECT may carry.
+        let valid: Vec<u8> = TABLE.iter().filter(|(_, c)| c.valid_in_disconnect()).map(|(b, _)| *b).collect();
+        assert_eq!(valid.len(), 29);
+        for byte in [0x00, 0x04, 0x82, 0x87, 0x8B, 0x8E, 0x93, 0x98, 0x9C, 0xA2] {
+            assert!(valid.contains(&byte), "{byte:#04x}");
+        }
+        for code in [
+            ReasonCode::BadUserNameOrPassword,
+            ReasonCode::BadAuthenticationMethod,
+            ReasonCode::Banned,
+            ReasonCode::ContinueAuthentication,
+            ReasonCode::ReAuthenticate,
+            ReasonCode::PacketIdentifierNotFound,
+            ReasonCode::GrantedQoS1,
+        ] {
+            assert!(!code.valid_in_disconnect(), "{code:?}");
+        }
     }
 }

@@ -262,13 +262,17 @@ pub struct RestoreContext {
 pub enum AuthDecision {
     /// Send the client AUTH "continue authentication" with this data, and call the hook again with its answer.
     Continue(Option<Bytes>),
-    /// Authenticated: CONNACK succeeds, carrying the method and this data.
+    /// Authenticated: CONNACK succeeds, carrying the method and this data (on re-authentication: AUTH "success").
     Success(Option<Bytes>),
-    /// Refuse the connection with this reason code (CONNACK).
+    /// Refuse the connection with this reason code (CONNACK). On re-authentication the connection is closed with a
+    /// DISCONNECT carrying it, or "not authorized" if it is a code DISCONNECT cannot carry (such as "bad user name
+    /// or password").
     Fail(ReasonCode),
 }
 
-/// One step of an MQTT 5 enhanced authentication exchange (a client whose CONNECT names an Authentication Method).
+/// One step of an MQTT 5 enhanced authentication exchange (a client whose CONNECT names an Authentication Method),
+/// or of a re-authentication: a connected client that authenticated with a method may authenticate again at any
+/// time with the same method (MQTT 5.0 section 4.12.1), and keeps its connection and session while it does.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct AuthContext {
@@ -276,11 +280,16 @@ pub struct AuthContext {
     pub client_id: ByteString,
     /// The Authentication Method the client chose (e.g. `SCRAM-SHA-256`).
     pub method: ByteString,
-    /// The Authentication Data of this step: from CONNECT at step 0, then from each AUTH.
+    /// The Authentication Data of this step: from CONNECT (or the re-authenticating AUTH) at step 0, then from each
+    /// AUTH.
     pub data: Option<Bytes>,
-    /// 0 for the CONNECT, then 1, 2, ... for each AUTH the client sent.
+    /// 0 for the CONNECT (or the AUTH that starts a re-authentication), then 1, 2, ... for each AUTH the client
+    /// sent.
     pub step: u32,
-    /// Items of the session this connection will have; the connection validator sees them next.
+    /// Whether this is a re-authentication of a connected client rather than the exchange before CONNACK.
+    pub reauthentication: bool,
+    /// Items of the session: on the first authentication, of the session this connection will have (the
+    /// connection validator sees them next); on re-authentication, of the connected session.
     pub session_items: SessionItems,
     /// The answer; it starts as `Fail(NotAuthorized)`.
     pub decision: AuthDecision,

@@ -1,6 +1,8 @@
-//! MQTT 5 enhanced authentication (MQTT 5.0 section 4.12): the AUTH exchange between CONNECT and CONNACK, driven by
-//! the server's enhanced-authentication hook.
+//! MQTT 5 enhanced authentication (MQTT 5.0 section 4.12): the AUTH exchange between CONNECT and CONNACK, and
+//! re-authentication of a connected client (section 4.12.1), both driven by the server's enhanced-authentication
+//! hook.
 
+use super::{CloseReason, Connection};
 use crate::broker::Broker;
 use crate::hooks::{AuthContext, AuthDecision};
 use crate::items::SessionItems;
@@ -42,6 +44,7 @@ where
             method: method.clone(),
             data: data.take(),
             step,
+            reauthentication: false,
             session_items: items.clone(),
             decision: AuthDecision::Fail(ReasonCode::NotAuthorized),
         };
@@ -51,12 +54,7 @@ where
             AuthDecision::Fail(code) => return Outcome::Refused(code),
             AuthDecision::Continue(challenge) => challenge,
         };
-        let properties = AuthProperties {
-            authentication_method: Some(method.clone()),
-            authentication_data: challenge,
-            ..AuthProperties::default()
-        };
-        let auth = Packet::Auth(Auth { reason_code: ReasonCode::ContinueAuthentication, properties });
+        let auth = auth_packet(ReasonCode::ContinueAuthentication, method, challenge);
         let mut out = BytesMut::new();
         if encode(&auth, ProtocolVersion::V5, &mut out).is_err() || stream.write_all(&out).await.is_err() {
             return Outcome::Refused(ReasonCode::UnspecifiedError);
@@ -73,6 +71,85 @@ where
         }
     }
     Outcome::Refused(ReasonCode::NotAuthorized)
+}
+
+/// An AUTH packet from the server.
+fn auth_packet(reason_code: ReasonCode, method: &ByteString, data: Option<Bytes>) -> Packet {
+    let properties = AuthProperties {
+        authentication_method: Some(method.clone()),
+        authentication_data: data,
+        ..AuthProperties::default()
+    };
+    Packet::Auth(Auth { reason_code, properties })
+}
+
+/// What a connection that authenticated with a method keeps for re-authentication.
+pub(super) struct ReAuth {
+    method: ByteString,
+    /// While a re-authentication is under way: the step the hook is called with for the client's next AUTH.
+    next_step: Option<u32>,
+}
+
+impl ReAuth {
+    pub(super) fn new(method: ByteString) -> Self {
+        Self { method, next_step: None }
+    }
+}
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// An AUTH from a connected client: re-authentication (MQTT 5.0 section 4.12.1). The client must have
+    /// authenticated with a method and name the same one, and start with "re-authenticate", then answer each
+    /// challenge with "continue authentication"; anything else is a protocol error. The hook's refusal closes the
+    /// connection with DISCONNECT. Packets keep flowing both ways between the steps.
+    pub(super) async fn on_auth(&mut self, auth: Auth) -> Result<(), CloseReason> {
+        let Some(state) = self.rest.extras.as_ref().and_then(|e| e.auth.as_ref()) else {
+            return Err(self.violation(ReasonCode::ProtocolError, "AUTH without authentication method"));
+        };
+        if auth.properties.authentication_method.as_ref() != Some(&state.method) {
+            return Err(self.violation(ReasonCode::ProtocolError, "AUTH with another authentication method"));
+        }
+        let step = match (auth.reason_code, state.next_step) {
+            (ReasonCode::ReAuthenticate, None) => 0,
+            (ReasonCode::ContinueAuthentication, Some(step)) => step,
+            _ => return Err(self.violation(ReasonCode::ProtocolError, "AUTH out of sequence")),
+        };
+        let method = state.method.clone();
+        let Some(hook) = self.broker.options.hooks.enhanced_authentication.clone() else {
+            return Err(self.violation(ReasonCode::NotAuthorized, "no enhanced authentication"));
+        };
+        let ctx = AuthContext {
+            client_id: self.client_id().clone(),
+            method: method.clone(),
+            data: auth.properties.authentication_data,
+            step,
+            reauthentication: true,
+            session_items: self.state.shared.items(),
+            decision: AuthDecision::Fail(ReasonCode::NotAuthorized),
+        };
+        let decision = hook.run(ctx).await.decision;
+        let (next_step, reply) = match decision {
+            AuthDecision::Continue(challenge) if step + 1 < MAX_STEPS => {
+                (Some(step + 1), auth_packet(ReasonCode::ContinueAuthentication, &method, challenge))
+            }
+            AuthDecision::Continue(_) => {
+                return Err(self.violation(ReasonCode::NotAuthorized, "too many re-authentication steps"));
+            }
+            AuthDecision::Success(data) => (None, auth_packet(ReasonCode::Success, &method, data)),
+            AuthDecision::Fail(code) => {
+                let code = if code.valid_in_disconnect() { code } else { ReasonCode::NotAuthorized };
+                tracing::info!(client_id = %self.client_id(), remote = %self.remote(), %code, "re-authentication failed");
+                return Err(self.violation(code, "re-authentication failed"));
+            }
+        };
+        if let Some(state) = self.rest.extras.as_mut().and_then(|e| e.auth.as_mut()) {
+            state.next_step = next_step;
+        }
+        self.send(&reply);
+        Ok(())
+    }
 }
 
 /// The next packet within the connect timeout; `None` on timeout, error or close.

@@ -225,6 +225,8 @@ where
     }
     broker.registry.attach(&client_id, generation, state.shared.clone());
 
+    // A client that authenticated with a method may authenticate again later with it (MQTT 5.0 section 4.12.1).
+    let extras = method.as_ref().map(|method| Box::new(super::Extras::authenticated(method.clone())));
     let mut properties = ConnAckProperties::default();
     let mut keep_alive = connect.keep_alive;
     if v5 {
@@ -256,7 +258,7 @@ where
         send_quota: client_receive_maximum.min(limits.max_inflight),
         client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
         client_topic_alias_max: connect.properties.topic_alias_maximum.unwrap_or(0),
-        aliases: None,
+        extras,
         problem_information: connect.properties.request_problem_information.unwrap_or(true),
         version,
         read_window: super::MIN_READ_WINDOW,

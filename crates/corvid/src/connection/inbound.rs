@@ -1,4 +1,5 @@
-//! Packets from the client: PUBLISH and its acknowledgements, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT.
+//! Packets from the client: PUBLISH and its acknowledgements, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT (AUTH:
+//! see `auth`).
 
 use super::{CloseReason, Connection};
 use crate::events::Event;
@@ -17,7 +18,7 @@ impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    /// Handles the packets that may run hooks (PUBLISH through an interceptor, SUBSCRIBE, UNSUBSCRIBE). The
+    /// Handles the packets that may run hooks (PUBLISH through an interceptor, SUBSCRIBE, UNSUBSCRIBE, AUTH). The
     /// caller boxes this future, so the connection's own future stays small.
     pub(super) async fn handle_hooked_packet(&mut self, packet: Packet) -> Result<(), CloseReason> {
         match packet {
@@ -27,6 +28,7 @@ where
                 self.on_unsubscribe(unsubscribe).await;
                 Ok(())
             }
+            Packet::Auth(auth) => self.on_auth(auth).await,
             other => self.handle_control_packet(other),
         }
     }
@@ -78,7 +80,6 @@ where
                     Err(CloseReason::ClientDisconnect)
                 }
             }
-            Packet::Auth(_) => Err(self.violation(ReasonCode::ProtocolError, "AUTH without authentication method")),
             Packet::Connect(_) => Err(self.violation(ReasonCode::ProtocolError, "second CONNECT")),
             _ => Err(self.violation(ReasonCode::ProtocolError, "packet only a server sends")),
         }
@@ -165,7 +166,7 @@ where
             if alias > limits.max_topic_alias {
                 return Err(self.violation(ReasonCode::TopicAliasInvalid, "topic alias above the maximum"));
             }
-            let aliases = self.rest.aliases.get_or_insert_with(Box::default);
+            let aliases = &mut self.rest.extras.get_or_insert_with(Box::default).aliases;
             if publish.topic.is_empty() {
                 match aliases.inbound.get(&alias) {
                     Some(topic) => publish.topic = topic.clone(),

@@ -125,6 +125,21 @@ pub(crate) struct TopicAliases {
     outbound: HashMap<TopicName, u16>,
 }
 
+/// What few connections use: topic aliases, and the authentication method of an MQTT 5 client that authenticated
+/// with one (for re-authentication). Boxed and made on first use, in one allocation.
+#[derive(Default)]
+pub(crate) struct Extras {
+    aliases: TopicAliases,
+    auth: Option<auth::ReAuth>,
+}
+
+impl Extras {
+    /// The extras of a client that authenticated with `method`.
+    fn authenticated(method: ByteString) -> Self {
+        Self { aliases: TopicAliases::default(), auth: Some(auth::ReAuth::new(method)) }
+    }
+}
+
 /// A response to send once its ticket (if any) completes.
 pub(crate) struct PendingAck {
     ticket: Option<Ticket>,
@@ -317,8 +332,8 @@ pub(crate) struct Rest {
     generation: u64,
     /// Boxed: most clients have none, and this struct lives as long as the connection.
     will: Option<Box<Will>>,
-    /// Topic aliases both ways; boxed and made on first use, since most clients use none.
-    aliases: Option<Box<TopicAliases>>,
+    /// Topic aliases and the authentication method; boxed and made on first use, since most clients use neither.
+    extras: Option<Box<Extras>>,
     /// What the client accepts: Receive Maximum (bounded by ours), Maximum Packet Size, Topic Alias Maximum.
     /// Small integer types, here and below: they pack together in every connection's task.
     client_max_packet_size: u32,
@@ -533,7 +548,10 @@ where
                                 return Ok(None);
                             }
                         }
-                        packet @ (Packet::Publish(_) | Packet::Subscribe(_) | Packet::Unsubscribe(_)) => {
+                        packet @ (Packet::Publish(_)
+                        | Packet::Subscribe(_)
+                        | Packet::Unsubscribe(_)
+                        | Packet::Auth(_)) => {
                             return Ok(Some(packet));
                         }
                         packet => self.handle_control_packet(packet)?,

@@ -99,7 +99,7 @@ where
         let message = &d.message;
         let v5 = self.version.is_v5();
         let mut topic = message.topic.clone();
-        let aliases_before = self.aliases.as_ref().map_or(0, |a| a.outbound.len());
+        let aliases_before = self.extras.as_ref().map_or(0, |e| e.aliases.outbound.len());
         let properties = if v5 {
             let mut p = message.properties.clone();
             p.message_expiry_interval = message.remaining_expiry(now);
@@ -126,10 +126,10 @@ where
                 Ok(len) if len <= self.client_max_packet_size as usize => {}
                 _ => {
                     // The client never sees this PUBLISH: forget the alias it would have established.
-                    if let Some(aliases) = self.aliases.as_mut()
-                        && aliases.outbound.len() > aliases_before
+                    if let Some(extras) = self.extras.as_mut()
+                        && extras.aliases.outbound.len() > aliases_before
                     {
-                        aliases.outbound.remove(&message.topic);
+                        extras.aliases.outbound.remove(&message.topic);
                     }
                     return false;
                 }
@@ -144,7 +144,7 @@ where
 
     /// Uses or establishes an outbound topic alias, within the client's Topic Alias Maximum.
     fn apply_alias(&mut self, topic: &mut TopicName, properties: &mut PublishProperties) {
-        let aliases = self.rest.aliases.get_or_insert_with(Box::default);
+        let aliases = &mut self.rest.extras.get_or_insert_with(Box::default).aliases;
         if let Some(&alias) = aliases.outbound.get(topic) {
             properties.topic_alias = Some(alias);
             *topic = TopicName::alias_only();
