@@ -183,8 +183,9 @@ impl Server {
         }
     }
 
-    /// Disconnects the client with this identifier; MQTT 5 clients get DISCONNECT with `reason`. Its session stays
-    /// as its expiry interval says. Returns whether the client was connected.
+    /// Disconnects the client with this identifier; MQTT 5 clients get DISCONNECT with `reason` (0x80, unspecified
+    /// error, for a code DISCONNECT cannot carry, such as 0x86). Its session stays as its expiry interval says.
+    /// Returns whether the client was connected.
     pub fn disconnect_client(&self, client_id: &str, reason: ReasonCode) -> bool {
         self.broker.registry.kick(client_id, reason, false)
     }

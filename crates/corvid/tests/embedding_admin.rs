@@ -124,6 +124,10 @@ async fn disconnect_and_delete_session() {
     kept.expect_disconnect(ReasonCode::ServerBusy).await;
     eventually("the session to go offline", || server.session("kept").is_some_and(|s| !s.connected)).await;
     assert!(!server.disconnect_client("kept", ReasonCode::ServerBusy), "no longer connected");
+    // A code DISCONNECT cannot carry goes out as unspecified error.
+    let (mut refused, _) = Raw::v5_persistent(addr, "kept", false, 300).await;
+    assert!(server.disconnect_client("kept", ReasonCode::BadUserNameOrPassword));
+    refused.expect_disconnect(ReasonCode::UnspecifiedError).await;
 
     let (mut deleted, _) = Raw::v5_persistent(addr, "deleted", true, 300).await;
     assert!(server.delete_session("deleted"));

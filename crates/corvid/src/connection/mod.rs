@@ -573,6 +573,8 @@ where
     /// Queues a DISCONNECT for MQTT 5 clients (3.x has no server DISCONNECT).
     fn send_disconnect(&mut self, code: ReasonCode, reason: Option<String>) {
         if self.version.is_v5() {
+            // A code only CONNACK or an acknowledgement may carry (an application's choice) is unspecified here.
+            let code = if code.valid_in_disconnect() { code } else { ReasonCode::UnspecifiedError };
             let mut d = Disconnect::new(code);
             if self.problem_information {
                 d.properties.reason_string = reason.map(ByteString::from);
