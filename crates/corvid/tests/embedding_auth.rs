@@ -3,8 +3,8 @@
 
 use bytes::{Bytes, BytesMut};
 use corvid::protocol::{
-    Auth, AuthProperties, Connect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode, Subscribe, SubscriptionOptions,
-    TopicFilter, TopicName, decode, encode,
+    Auth, AuthProperties, ByteString, Connect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode, Subscribe,
+    SubscriptionOptions, TopicFilter, TopicName, decode, encode,
 };
 use corvid::{AuthDecision, Endpoint, Message, Server, ServerOptions, ServerOptionsBuilder};
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,7 @@ fn topic(name: &str) -> TopicName {
     TopicName::new(name).unwrap()
 }
 
-fn auth(reason_code: ReasonCode, method: &str, data: &'static [u8]) -> Packet {
+fn auth_packet(reason_code: ReasonCode, method: &str, data: &'static [u8]) -> Packet {
     let properties = AuthProperties {
         authentication_method: Some(method.into()),
         authentication_data: Some(Bytes::from_static(data)),
@@ -82,13 +82,29 @@ fn challenge_hook_seen(seen: Arc<Mutex<Vec<(u32, bool)>>>) -> ServerOptionsBuild
     })
 }
 
+/// Asserts that a server packet carries the toy method and `data`.
+fn assert_toy(method: &Option<ByteString>, data: &Option<Bytes>, expected: &[u8]) {
+    assert_eq!(method.as_deref(), Some("TOY-CHALLENGE"));
+    assert_eq!(data.as_deref(), Some(expected));
+}
+
+/// The note the hook left in the session's items.
+fn note(server: &Server) -> Option<String> {
+    server.session("auth-client").expect("session").items.get::<String>()
+}
+
+/// A socket to the server that has sent `connect`, and its read buffer.
+async fn open(server: &Server, connect: Packet) -> (TcpStream, BytesMut) {
+    let mut s = TcpStream::connect(server.local_addrs()[0]).await.unwrap();
+    send(&mut s, connect).await;
+    (s, BytesMut::new())
+}
+
 /// A client authenticated through [`challenge_hook`]'s two steps.
 async fn authenticated(server: &Server) -> (TcpStream, BytesMut) {
-    let mut s = TcpStream::connect(server.local_addrs()[0]).await.unwrap();
-    let mut buf = BytesMut::new();
-    send(&mut s, connect("TOY-CHALLENGE", b"hello")).await;
+    let (mut s, mut buf) = open(server, connect("TOY-CHALLENGE", b"hello")).await;
     assert!(matches!(recv(&mut s, &mut buf).await, Packet::Auth(_)));
-    send(&mut s, auth(ReasonCode::ContinueAuthentication, "TOY-CHALLENGE", b"321-ecnon")).await;
+    send(&mut s, auth_packet(ReasonCode::ContinueAuthentication, "TOY-CHALLENGE", b"321-ecnon")).await;
     let Packet::ConnAck(ack) = recv(&mut s, &mut buf).await else { panic!("expected CONNACK") };
     assert_eq!(ack.reason_code, ReasonCode::Success);
     (s, buf)
@@ -105,41 +121,24 @@ async fn disconnected(s: &mut TcpStream, buf: &mut BytesMut) -> ReasonCode {
 #[tokio::test]
 async fn two_step_exchange_succeeds_and_connack_carries_method_and_data() {
     let server = start(challenge_hook()).await;
-    let mut s = TcpStream::connect(server.local_addrs()[0]).await.unwrap();
-    let mut buf = BytesMut::new();
-    send(&mut s, connect("TOY-CHALLENGE", b"hello")).await;
+    let (mut s, mut buf) = open(&server, connect("TOY-CHALLENGE", b"hello")).await;
     let Packet::Auth(auth) = recv(&mut s, &mut buf).await else { panic!("expected AUTH") };
     assert_eq!(auth.reason_code, ReasonCode::ContinueAuthentication);
-    assert_eq!(auth.properties.authentication_method.as_deref(), Some("TOY-CHALLENGE"));
-    assert_eq!(auth.properties.authentication_data.as_deref(), Some(&b"nonce-123"[..]));
-    let reply = AuthProperties {
-        authentication_method: Some("TOY-CHALLENGE".into()),
-        authentication_data: Some(Bytes::from_static(b"321-ecnon")),
-        ..Default::default()
-    };
-    send(&mut s, Packet::Auth(Auth { reason_code: ReasonCode::ContinueAuthentication, properties: reply })).await;
+    assert_toy(&auth.properties.authentication_method, &auth.properties.authentication_data, b"nonce-123");
+    send(&mut s, auth_packet(ReasonCode::ContinueAuthentication, "TOY-CHALLENGE", b"321-ecnon")).await;
     let Packet::ConnAck(ack) = recv(&mut s, &mut buf).await else { panic!("expected CONNACK") };
     assert_eq!(ack.reason_code, ReasonCode::Success);
-    assert_eq!(ack.properties.authentication_method.as_deref(), Some("TOY-CHALLENGE"));
-    assert_eq!(ack.properties.authentication_data.as_deref(), Some(&b"welcome"[..]));
-    let session = server.session("auth-client").expect("session");
-    assert_eq!(session.items.get::<String>().as_deref(), Some("authenticated by challenge"));
+    assert_toy(&ack.properties.authentication_method, &ack.properties.authentication_data, b"welcome");
+    assert_eq!(note(&server).as_deref(), Some("authenticated by challenge"));
     server.stop().await;
 }
 
 #[tokio::test]
 async fn wrong_answer_is_refused_with_the_hooks_reason_code() {
     let server = start(challenge_hook()).await;
-    let mut s = TcpStream::connect(server.local_addrs()[0]).await.unwrap();
-    let mut buf = BytesMut::new();
-    send(&mut s, connect("TOY-CHALLENGE", b"hello")).await;
+    let (mut s, mut buf) = open(&server, connect("TOY-CHALLENGE", b"hello")).await;
     assert!(matches!(recv(&mut s, &mut buf).await, Packet::Auth(_)));
-    let reply = AuthProperties {
-        authentication_method: Some("TOY-CHALLENGE".into()),
-        authentication_data: Some(Bytes::from_static(b"wrong")),
-        ..Default::default()
-    };
-    send(&mut s, Packet::Auth(Auth { reason_code: ReasonCode::ContinueAuthentication, properties: reply })).await;
+    send(&mut s, auth_packet(ReasonCode::ContinueAuthentication, "TOY-CHALLENGE", b"wrong")).await;
     let Packet::ConnAck(ack) = recv(&mut s, &mut buf).await else { panic!("expected CONNACK") };
     assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
     server.stop().await;
@@ -148,9 +147,7 @@ async fn wrong_answer_is_refused_with_the_hooks_reason_code() {
 #[tokio::test]
 async fn a_method_without_a_hook_is_a_bad_authentication_method() {
     let server = start(ServerOptions::builder()).await;
-    let mut s = TcpStream::connect(server.local_addrs()[0]).await.unwrap();
-    let mut buf = BytesMut::new();
-    send(&mut s, connect("SCRAM-SHA-256", b"n,,n=user")).await;
+    let (mut s, mut buf) = open(&server, connect("SCRAM-SHA-256", b"n,,n=user")).await;
     let Packet::ConnAck(ack) = recv(&mut s, &mut buf).await else { panic!("expected CONNACK") };
     assert_eq!(ack.reason_code, ReasonCode::BadAuthenticationMethod);
     server.stop().await;
@@ -169,11 +166,10 @@ async fn a_connected_client_re_authenticates_while_its_messages_keep_flowing() {
     send(&mut s, Packet::Subscribe(subscribe)).await;
     assert!(matches!(recv(&mut s, &mut buf).await, Packet::SubAck(_)));
 
-    send(&mut s, auth(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"hello")).await;
+    send(&mut s, auth_packet(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"hello")).await;
     let Packet::Auth(challenge) = recv(&mut s, &mut buf).await else { panic!("expected AUTH") };
     assert_eq!(challenge.reason_code, ReasonCode::ContinueAuthentication);
-    assert_eq!(challenge.properties.authentication_method.as_deref(), Some("TOY-CHALLENGE"));
-    assert_eq!(challenge.properties.authentication_data.as_deref(), Some(&b"nonce-123"[..]));
+    assert_toy(&challenge.properties.authentication_method, &challenge.properties.authentication_data, b"nonce-123");
     // Between the steps the connection works as before: a message reaches it, a ping is answered.
     assert_eq!(server.publish(Message::new(topic("reauth/t"), "during", QoS::AtMostOnce, false)).await, 1);
     let Packet::Publish(p) = recv(&mut s, &mut buf).await else { panic!("expected PUBLISH") };
@@ -181,22 +177,20 @@ async fn a_connected_client_re_authenticates_while_its_messages_keep_flowing() {
     send(&mut s, Packet::PingReq).await;
     assert!(matches!(recv(&mut s, &mut buf).await, Packet::PingResp));
 
-    send(&mut s, auth(ReasonCode::ContinueAuthentication, "TOY-CHALLENGE", b"321-ecnon")).await;
+    send(&mut s, auth_packet(ReasonCode::ContinueAuthentication, "TOY-CHALLENGE", b"321-ecnon")).await;
     let Packet::Auth(done) = recv(&mut s, &mut buf).await else { panic!("expected AUTH") };
     assert_eq!(done.reason_code, ReasonCode::Success);
-    assert_eq!(done.properties.authentication_method.as_deref(), Some("TOY-CHALLENGE"));
-    assert_eq!(done.properties.authentication_data.as_deref(), Some(&b"welcome"[..]));
+    assert_toy(&done.properties.authentication_method, &done.properties.authentication_data, b"welcome");
     // The hook saw the session's items, and each step as a re-authentication.
-    let session = server.session("auth-client").expect("session");
-    assert_eq!(session.items.get::<String>().as_deref(), Some("re-authenticated"));
+    assert_eq!(note(&server).as_deref(), Some("re-authenticated"));
     assert_eq!(*seen.lock().unwrap(), [(0, false), (1, false), (0, true), (1, true)]);
 
     // A second re-authentication starts over at step 0, and the connection still delivers afterwards.
-    send(&mut s, auth(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"hello")).await;
+    send(&mut s, auth_packet(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"hello")).await;
     assert!(
         matches!(recv(&mut s, &mut buf).await, Packet::Auth(a) if a.reason_code == ReasonCode::ContinueAuthentication)
     );
-    send(&mut s, auth(ReasonCode::ContinueAuthentication, "TOY-CHALLENGE", b"321-ecnon")).await;
+    send(&mut s, auth_packet(ReasonCode::ContinueAuthentication, "TOY-CHALLENGE", b"321-ecnon")).await;
     assert!(matches!(recv(&mut s, &mut buf).await, Packet::Auth(a) if a.reason_code == ReasonCode::Success));
     assert_eq!(server.publish(Message::new(topic("reauth/t"), "after", QoS::AtMostOnce, false)).await, 1);
     let Packet::Publish(p) = recv(&mut s, &mut buf).await else { panic!("expected PUBLISH") };
@@ -208,14 +202,14 @@ async fn a_connected_client_re_authenticates_while_its_messages_keep_flowing() {
 async fn a_failed_re_authentication_disconnects_with_the_hooks_code() {
     let server = start(challenge_hook()).await;
     let (mut s, mut buf) = authenticated(&server).await;
-    send(&mut s, auth(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"hello")).await;
+    send(&mut s, auth_packet(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"hello")).await;
     assert!(matches!(recv(&mut s, &mut buf).await, Packet::Auth(_)));
-    send(&mut s, auth(ReasonCode::ContinueAuthentication, "TOY-CHALLENGE", b"wrong")).await;
+    send(&mut s, auth_packet(ReasonCode::ContinueAuthentication, "TOY-CHALLENGE", b"wrong")).await;
     assert_eq!(disconnected(&mut s, &mut buf).await, ReasonCode::NotAuthorized);
 
     // A code DISCONNECT cannot carry (Banned is for CONNACK) becomes "not authorized".
     let (mut s, mut buf) = authenticated(&server).await;
-    send(&mut s, auth(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"banned")).await;
+    send(&mut s, auth_packet(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"banned")).await;
     assert_eq!(disconnected(&mut s, &mut buf).await, ReasonCode::NotAuthorized);
     server.stop().await;
 }
@@ -224,28 +218,26 @@ async fn a_failed_re_authentication_disconnects_with_the_hooks_code() {
 async fn auth_out_of_place_is_a_protocol_error() {
     let server = start(challenge_hook()).await;
     // A client that connected without a method.
-    let mut s = TcpStream::connect(server.local_addrs()[0]).await.unwrap();
-    let mut buf = BytesMut::new();
-    send(&mut s, Packet::Connect(Box::new(Connect::new(V5, "plain-client")))).await;
+    let (mut s, mut buf) = open(&server, Packet::Connect(Box::new(Connect::new(V5, "plain-client")))).await;
     assert!(matches!(recv(&mut s, &mut buf).await, Packet::ConnAck(a) if a.reason_code == ReasonCode::Success));
-    send(&mut s, auth(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"hello")).await;
+    send(&mut s, auth_packet(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"hello")).await;
     assert_eq!(disconnected(&mut s, &mut buf).await, ReasonCode::ProtocolError);
 
     // Another method than the one the client authenticated with.
     let (mut s, mut buf) = authenticated(&server).await;
-    send(&mut s, auth(ReasonCode::ReAuthenticate, "SCRAM-SHA-256", b"hello")).await;
+    send(&mut s, auth_packet(ReasonCode::ReAuthenticate, "SCRAM-SHA-256", b"hello")).await;
     assert_eq!(disconnected(&mut s, &mut buf).await, ReasonCode::ProtocolError);
 
     // "Continue" with no re-authentication under way.
     let (mut s, mut buf) = authenticated(&server).await;
-    send(&mut s, auth(ReasonCode::ContinueAuthentication, "TOY-CHALLENGE", b"321-ecnon")).await;
+    send(&mut s, auth_packet(ReasonCode::ContinueAuthentication, "TOY-CHALLENGE", b"321-ecnon")).await;
     assert_eq!(disconnected(&mut s, &mut buf).await, ReasonCode::ProtocolError);
 
     // "Re-authenticate" again while one is under way.
     let (mut s, mut buf) = authenticated(&server).await;
-    send(&mut s, auth(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"hello")).await;
+    send(&mut s, auth_packet(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"hello")).await;
     assert!(matches!(recv(&mut s, &mut buf).await, Packet::Auth(_)));
-    send(&mut s, auth(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"hello")).await;
+    send(&mut s, auth_packet(ReasonCode::ReAuthenticate, "TOY-CHALLENGE", b"hello")).await;
     assert_eq!(disconnected(&mut s, &mut buf).await, ReasonCode::ProtocolError);
     server.stop().await;
 }
