@@ -1,5 +1,6 @@
 //! MQTT 5 reason codes and their 3.x equivalents.
 
+use crate::packet::PacketType;
 use std::fmt;
 
 /// An MQTT 5 reason code (MQTT 5.0 section 2.4). 3.x return codes are mapped onto these by the codec.
@@ -156,13 +157,29 @@ impl ReasonCode {
         self.as_u8() >= 0x80
     }
 
-    /// Whether a DISCONNECT may carry this code (MQTT 5.0 section 3.14.2.1). CONNACK-only codes such as "bad user
-    /// name or password" or "bad authentication method" may not.
-    pub fn valid_in_disconnect(self) -> bool {
-        matches!(
-            self.as_u8(),
-            0x00 | 0x04 | 0x80..=0x83 | 0x87 | 0x89 | 0x8B | 0x8D..=0x90 | 0x93..=0xA2
-        )
+    /// Whether a packet of type `packet` may carry this code: the tables of MQTT 5.0 sections 3.2.2.2 (CONNACK),
+    /// 3.4.2.1 (PUBACK), 3.5.2.1 (PUBREC), 3.6.2.1 (PUBREL), 3.7.2.1 (PUBCOMP), 3.9.3 (SUBACK), 3.11.3 (UNSUBACK),
+    /// 3.14.2.1 (DISCONNECT) and 3.15.2.1 (AUTH). Packets without a reason code take none.
+    pub fn valid_in(self, packet: PacketType) -> bool {
+        let code = self.as_u8();
+        match packet {
+            PacketType::ConnAck => {
+                matches!(code, 0x00 | 0x80..=0x8A | 0x8C | 0x90 | 0x95 | 0x97 | 0x99..=0x9D | 0x9F)
+            }
+            PacketType::PubAck | PacketType::PubRec => {
+                matches!(code, 0x00 | 0x10 | 0x80 | 0x83 | 0x87 | 0x90 | 0x91 | 0x97 | 0x99)
+            }
+            PacketType::PubRel | PacketType::PubComp => matches!(code, 0x00 | 0x92),
+            PacketType::SubAck => {
+                matches!(code, 0x00..=0x02 | 0x80 | 0x83 | 0x87 | 0x8F | 0x91 | 0x97 | 0x9E | 0xA1 | 0xA2)
+            }
+            PacketType::UnsubAck => matches!(code, 0x00 | 0x11 | 0x80 | 0x83 | 0x87 | 0x8F | 0x91),
+            PacketType::Disconnect => {
+                matches!(code, 0x00 | 0x04 | 0x80..=0x83 | 0x87 | 0x89 | 0x8B | 0x8D..=0x90 | 0x93..=0xA2)
+            }
+            PacketType::Auth => matches!(code, 0x00 | 0x18 | 0x19),
+            _ => false,
+        }
     }
 
     /// The MQTT 3.1 / 3.1.1 CONNACK return code that carries the same meaning.
@@ -276,10 +293,39 @@ mod tests {
         assert_eq!(ReasonCode::ServerBusy.connack_return_code(), 3);
     }
 
+    /// The bytes of the codes `packet` may carry.
+    fn valid_in(packet: PacketType) -> Vec<u8> {
+        TABLE.iter().filter(|(_, c)| c.valid_in(packet)).map(|(b, _)| *b).collect()
+    }
+
+    #[test]
+    fn each_packet_takes_the_codes_of_its_table() {
+        // How many codes each table of MQTT 5.0 chapter 3 lists.
+        for (packet, count) in [
+            (PacketType::ConnAck, 22),
+            (PacketType::PubAck, 9),
+            (PacketType::PubRec, 9),
+            (PacketType::PubRel, 2),
+            (PacketType::PubComp, 2),
+            (PacketType::SubAck, 12),
+            (PacketType::UnsubAck, 7),
+            (PacketType::Auth, 3),
+            (PacketType::Publish, 0),
+        ] {
+            assert_eq!(valid_in(packet).len(), count, "{packet:?}");
+        }
+        assert!(ReasonCode::BadUserNameOrPassword.valid_in(PacketType::ConnAck));
+        assert!(!ReasonCode::BadUserNameOrPassword.valid_in(PacketType::PubAck));
+        assert!(ReasonCode::NoMatchingSubscribers.valid_in(PacketType::PubRec));
+        assert!(!ReasonCode::SessionTakenOver.valid_in(PacketType::ConnAck));
+        assert!(ReasonCode::GrantedQoS2.valid_in(PacketType::SubAck));
+        assert!(!ReasonCode::GrantedQoS2.valid_in(PacketType::UnsubAck));
+    }
+
     #[test]
     fn disconnect_takes_its_own_codes_only() {
         // MQTT 5.0 section 3.14.2.1: the 29 codes a DISCONNECT may carry.
-        let valid: Vec<u8> = TABLE.iter().filter(|(_, c)| c.valid_in_disconnect()).map(|(b, _)| *b).collect();
+        let valid = valid_in(PacketType::Disconnect);
         assert_eq!(valid.len(), 29);
         for byte in [0x00, 0x04, 0x82, 0x87, 0x8B, 0x8E, 0x93, 0x98, 0x9C, 0xA2] {
             assert!(valid.contains(&byte), "{byte:#04x}");
@@ -293,7 +339,7 @@ mod tests {
             ReasonCode::PacketIdentifierNotFound,
             ReasonCode::GrantedQoS1,
         ] {
-            assert!(!code.valid_in_disconnect(), "{code:?}");
+            assert!(!code.valid_in(PacketType::Disconnect), "{code:?}");
         }
     }
 }

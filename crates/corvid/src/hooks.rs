@@ -146,7 +146,8 @@ pub struct ConnectContext {
     /// Items of the session this connection will have.
     pub session_items: SessionItems,
     /// The answer: [`ReasonCode::Success`] accepts; anything else refuses (mapped to a 3.x return code for 3.x
-    /// clients). A [`ConnectReturnCode`] converts with `.into()`.
+    /// clients; 0x80, unspecified error, for a code CONNACK cannot carry). A [`ConnectReturnCode`] converts with
+    /// `.into()`.
     pub reason_code: ReasonCode,
     /// MQTT 5 reason string sent with a refusal.
     pub reason_string: Option<String>,
@@ -166,7 +167,8 @@ pub enum PublishDecision {
     /// Retain and dispatch the (possibly rewritten) message.
     #[default]
     Accept,
-    /// Do not dispatch it; an MQTT 5 publisher receives this reason code in PUBACK / PUBREC.
+    /// Do not dispatch it; an MQTT 5 publisher receives this reason code in PUBACK / PUBREC (0x80, unspecified
+    /// error, for a code those cannot carry).
     Refuse(ReasonCode),
     /// Drop it silently (MQTTnet: setting the payload to null); the publisher is acknowledged as usual.
     Drop,
@@ -193,9 +195,11 @@ pub enum SubscriptionDecision {
     /// Grant the subscription (with the possibly changed options).
     #[default]
     Accept,
-    /// Refuse this filter: SUBACK failure (3.x 0x80, MQTT 5 this reason code).
+    /// Refuse this filter: SUBACK (or UNSUBACK) failure (3.x 0x80, MQTT 5 this reason code, or 0x80 for a code
+    /// that is not a failure the packet can carry).
     Refuse(ReasonCode),
-    /// Refuse and close the connection (MQTT 5 clients receive DISCONNECT with this reason code).
+    /// Refuse and close the connection (MQTT 5 clients receive SUBACK and DISCONNECT with this reason code, or
+    /// 0x80 where the packet cannot carry it).
     RefuseAndDisconnect(ReasonCode),
 }
 

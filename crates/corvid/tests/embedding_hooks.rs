@@ -82,6 +82,8 @@ async fn refusals_map_between_v5_reason_codes_and_311_return_codes() {
             c.reason_string = Some("banned until tomorrow".into());
         }
         "quota" => c.refuse(ReasonCode::QuotaExceeded),
+        // A code CONNACK cannot carry.
+        "taken-over" => c.refuse(ReasonCode::SessionTakenOver),
         _ => {}
     }))
     .await;
@@ -91,6 +93,7 @@ async fn refusals_map_between_v5_reason_codes_and_311_return_codes() {
         ("unavailable", ReasonCode::ServerUnavailable, 3),
         ("banned", ReasonCode::Banned, 5),
         ("quota", ReasonCode::QuotaExceeded, 5),
+        ("taken-over", ReasonCode::UnspecifiedError, 5),
     ] {
         let (_, ack) = Raw::handshake(addr, Connect::new(ProtocolVersion::V5, client_id)).await;
         assert_eq!(ack.reason_code, v5_code, "{client_id} over MQTT 5");
@@ -109,6 +112,9 @@ async fn refused_publish_gets_the_reason_code_and_is_not_delivered() {
     let (_server, addr) = start(options().with_publish_interceptor(|c| {
         if c.message.topic.starts_with("forbidden/") {
             c.decision = PublishDecision::Refuse(ReasonCode::QuotaExceeded);
+        } else if c.message.topic.starts_with("odd/") {
+            // A code PUBACK cannot carry.
+            c.decision = PublishDecision::Refuse(ReasonCode::BadUserNameOrPassword);
         }
     }))
     .await;
@@ -117,6 +123,7 @@ async fn refused_publish_gets_the_reason_code_and_is_not_delivered() {
     let mut publisher = Raw::v5(addr, "pub").await;
     let ack = publisher.publish1("forbidden/a", b"no", false).await;
     assert_eq!(ack.reason_code, ReasonCode::QuotaExceeded);
+    assert_eq!(publisher.publish1("odd/a", b"no", false).await.reason_code, ReasonCode::UnspecifiedError);
     // QoS 2: PUBREC carries the code, and the exchange ends there.
     let mut p = corvid::protocol::Publish::new(topic("forbidden/b"), "no", QoS::ExactlyOnce);
     let id = publisher.next_packet_id();
@@ -226,18 +233,45 @@ async fn subscription_interceptor_can_lower_the_granted_qos() {
 }
 
 #[tokio::test]
+async fn refusal_codes_a_suback_or_disconnect_cannot_carry_become_unspecified_error() {
+    let (_server, addr) = start(options().with_subscription_interceptor(|c| {
+        if c.topic_filter.starts_with("odd/") {
+            c.decision = SubscriptionDecision::Refuse(ReasonCode::BadUserNameOrPassword);
+        } else if c.topic_filter.starts_with("fatal/") {
+            c.decision = SubscriptionDecision::RefuseAndDisconnect(ReasonCode::BadAuthenticationMethod);
+        }
+    }))
+    .await;
+    let mut sub = Raw::v5(addr, "sub").await;
+    let ack = sub
+        .subscribe_many(&[
+            ("odd/#", SubscriptionOptions::qos(QoS::AtLeastOnce)),
+            ("fine/#", SubscriptionOptions::qos(QoS::AtLeastOnce)),
+        ])
+        .await;
+    assert_eq!(ack.reason_codes, vec![ReasonCode::UnspecifiedError, ReasonCode::GrantedQoS1]);
+    let ack = sub.subscribe_many(&[("fatal/#", SubscriptionOptions::qos(QoS::AtLeastOnce))]).await;
+    assert_eq!(ack.reason_codes, vec![ReasonCode::UnspecifiedError]);
+    sub.expect_disconnect(ReasonCode::UnspecifiedError).await;
+}
+
+#[tokio::test]
 async fn unsubscription_interceptor_can_refuse() {
     let (_server, addr) = start(options().with_unsubscription_interceptor(|c| {
         if c.topic_filter.starts_with("sticky/") {
             c.decision = SubscriptionDecision::Refuse(ReasonCode::ImplementationSpecificError);
+        } else if c.topic_filter.starts_with("odd/") {
+            // A code UNSUBACK cannot carry.
+            c.decision = SubscriptionDecision::Refuse(ReasonCode::QuotaExceeded);
         }
     }))
     .await;
     let mut sub = Raw::v5(addr, "sub").await;
     sub.subscribe("sticky/#", QoS::AtLeastOnce).await;
     sub.subscribe("loose/#", QoS::AtLeastOnce).await;
-    let ack = sub.unsubscribe(&["sticky/#", "loose/#"]).await;
-    assert_eq!(ack.reason_codes, vec![ReasonCode::ImplementationSpecificError, ReasonCode::Success]);
+    let ack = sub.unsubscribe(&["sticky/#", "loose/#", "odd/#"]).await;
+    let codes = [ReasonCode::ImplementationSpecificError, ReasonCode::Success, ReasonCode::UnspecifiedError];
+    assert_eq!(ack.reason_codes, codes);
     let mut publisher = Raw::v5(addr, "pub").await;
     publisher.publish1("loose/a", b"gone", false).await;
     publisher.publish1("sticky/a", b"still here", false).await;

@@ -7,7 +7,7 @@ use crate::broker::Broker;
 use crate::hooks::{AuthContext, AuthDecision};
 use crate::items::SessionItems;
 use bytes::{Bytes, BytesMut};
-use corvid_protocol::{Auth, AuthProperties, ByteString, Packet, ProtocolVersion, ReasonCode, encode};
+use corvid_protocol::{Auth, AuthProperties, ByteString, Packet, PacketType, ProtocolVersion, ReasonCode, encode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The most AUTH round trips one connection may take.
@@ -139,7 +139,7 @@ where
             }
             AuthDecision::Success(data) => (None, auth_packet(ReasonCode::Success, &method, data)),
             AuthDecision::Fail(code) => {
-                let code = if code.valid_in_disconnect() { code } else { ReasonCode::NotAuthorized };
+                let code = if code.valid_in(PacketType::Disconnect) { code } else { ReasonCode::NotAuthorized };
                 tracing::info!(client_id = %self.client_id(), remote = %self.remote(), %code, "re-authentication failed");
                 return Err(self.violation(code, "re-authentication failed"));
             }

@@ -10,7 +10,8 @@ use crate::session::{SessionShared, SessionState};
 use crate::stats::add;
 use bytes::BytesMut;
 use corvid_protocol::{
-    ByteString, ConnAck, ConnAckProperties, Connect, DecodeError, Packet, ProtocolVersion, ReasonCode, encode,
+    ByteString, ConnAck, ConnAckProperties, Connect, DecodeError, Packet, PacketType, ProtocolVersion, ReasonCode,
+    encode,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,7 +85,8 @@ async fn refuse_with<S: AsyncWrite + Unpin>(
     reason: Option<String>,
 ) {
     let properties = ConnAckProperties { reason_string: reason.map(ByteString::from), ..ConnAckProperties::default() };
-    let connack = ConnAck { session_present: false, reason_code: code, properties };
+    let reason_code = super::refusal(code, PacketType::ConnAck);
+    let connack = ConnAck { session_present: false, reason_code, properties };
     let mut buf = BytesMut::new();
     if encode(&Packet::ConnAck(connack), version, &mut buf).is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(1), async {

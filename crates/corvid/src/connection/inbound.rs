@@ -1,7 +1,7 @@
 //! Packets from the client: PUBLISH and its acknowledgements, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT (AUTH:
 //! see `auth`).
 
-use super::{CloseReason, Connection};
+use super::{CloseReason, Connection, refusal};
 use crate::events::Event;
 use crate::hooks::{PublishDecision, SubscriptionContext, SubscriptionDecision, UnsubscriptionContext};
 use crate::message::Message;
@@ -10,7 +10,8 @@ use crate::stats::add;
 use crate::store::persistent::{SessionOp, StoredMessageState};
 use crate::store::writer::Ticket;
 use corvid_protocol::{
-    AckProperties, Packet, PacketId, PubResponse, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    AckProperties, Packet, PacketId, PacketType, PubResponse, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck,
+    Unsubscribe,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -106,7 +107,9 @@ where
                 .intercept_and_publish(Some(self.client_id()), &shared.items(), message, Some(shared.id), extra)
                 .await;
             let code = match decision {
-                PublishDecision::Refuse(code) => code,
+                // PUBACK and PUBREC take the same codes.
+                PublishDecision::Refuse(code) if code.valid_in(PacketType::PubAck) => code,
+                PublishDecision::Refuse(_) => ReasonCode::UnspecifiedError,
                 _ => ReasonCode::Success,
             };
             self.wait_for(published.wait_for);
@@ -308,12 +311,12 @@ where
                 match ctx.decision {
                     SubscriptionDecision::Accept => options = ctx.options,
                     SubscriptionDecision::Refuse(code) => {
-                        reason_codes.push(failure(code));
+                        reason_codes.push(refusal(code, PacketType::SubAck));
                         continue;
                     }
                     SubscriptionDecision::RefuseAndDisconnect(code) => {
-                        reason_codes.push(failure(code));
-                        close.get_or_insert(failure(code));
+                        reason_codes.push(refusal(code, PacketType::SubAck));
+                        close.get_or_insert(refusal(code, PacketType::Disconnect));
                         continue;
                     }
                 }
@@ -347,7 +350,7 @@ where
                 if let SubscriptionDecision::Refuse(code) | SubscriptionDecision::RefuseAndDisconnect(code) =
                     ctx.decision
                 {
-                    reason_codes.push(failure(code));
+                    reason_codes.push(refusal(code, PacketType::UnsubAck));
                     continue;
                 }
             }
@@ -378,8 +381,3 @@ enum Ack {
 
 /// A checked PUBLISH: the message to route, its acknowledgement, and store operations that go with it.
 type AcceptedPublish = (Message, Ack, Vec<SessionOp>);
-
-/// A refusal code for SUBACK: anything that is not an error becomes "unspecified error".
-fn failure(code: ReasonCode) -> ReasonCode {
-    if code.is_error() { code } else { ReasonCode::UnspecifiedError }
-}

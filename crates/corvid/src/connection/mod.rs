@@ -18,7 +18,7 @@ use crate::stats::add;
 use crate::store::writer::Ticket;
 use bytes::BytesMut;
 use corvid_protocol::{
-    ByteString, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode, TopicName, Will, encode,
+    ByteString, DecodeError, Disconnect, Packet, PacketType, ProtocolVersion, ReasonCode, TopicName, Will, encode,
 };
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -303,6 +303,12 @@ fn drive_tcp(
     }
 }
 
+/// `code` if a packet of type `packet` may carry it as a refusal, else "unspecified error": a code an application
+/// chose never makes a packet the client cannot parse.
+pub(super) fn refusal(code: ReasonCode, packet: PacketType) -> ReasonCode {
+    if code.is_error() && code.valid_in(packet) { code } else { ReasonCode::UnspecifiedError }
+}
+
 /// A connection taken apart from its stream (see [`Connection::detach`]).
 pub(crate) struct Detached<S> {
     pub(crate) stream: S,
@@ -574,7 +580,7 @@ where
     fn send_disconnect(&mut self, code: ReasonCode, reason: Option<String>) {
         if self.version.is_v5() {
             // A code only CONNACK or an acknowledgement may carry (an application's choice) is unspecified here.
-            let code = if code.valid_in_disconnect() { code } else { ReasonCode::UnspecifiedError };
+            let code = if code.valid_in(PacketType::Disconnect) { code } else { ReasonCode::UnspecifiedError };
             let mut d = Disconnect::new(code);
             if self.problem_information {
                 d.properties.reason_string = reason.map(ByteString::from);
