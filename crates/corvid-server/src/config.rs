@@ -93,6 +93,8 @@ pub(crate) struct Listener {
     pub(crate) tls_versions: Option<Vec<String>>,
     /// TLS: require client certificates issued by these CAs (PEM).
     pub(crate) client_ca: Option<PathBuf>,
+    /// TLS, with `client_ca`: false lets clients without a certificate connect (true by default).
+    pub(crate) require_certificate: Option<bool>,
     /// WebSocket (`ws`, `wss`): the HTTP path, "/mqtt" by default.
     pub(crate) path: Option<String>,
 }

@@ -11,6 +11,7 @@
 //! # pkcs12_password = "secret"
 //! tls_versions = ["1.2", "1.3"]     # the default
 //! client_ca = "clients-ca.crt"      # optional: require client certificates from these CAs
+//! require_certificate = false       # optional, with client_ca: clients without a certificate may connect too
 //!
 //! [[listener]]
 //! type = "ws"                       # or "wss" with the TLS keys above
@@ -50,6 +51,7 @@ pub(crate) fn check(listeners: &[Listener]) -> Result<(), String> {
             ("pkcs12_password", l.pkcs12_password.is_some()),
             ("tls_versions", l.tls_versions.is_some()),
             ("client_ca", l.client_ca.is_some()),
+            ("require_certificate", l.require_certificate.is_some()),
         ];
         if !tls && let Some((key, _)) = tls_keys.iter().find(|(_, set)| *set) {
             return fail(format!("`{key}` is for listeners of type \"tls\" or \"wss\""));
@@ -67,6 +69,11 @@ pub(crate) fn check(listeners: &[Listener]) -> Result<(), String> {
             }
             if l.pkcs12.is_none() && l.pkcs12_password.is_some() {
                 return fail("`pkcs12_password` without `pkcs12`".to_owned());
+            }
+            if l.client_ca.is_none() && l.require_certificate.is_some() {
+                return fail(
+                    "`require_certificate` without `client_ca` (the CAs client certificates must come from)".to_owned(),
+                );
             }
             if let Some(versions) = &l.tls_versions {
                 if versions.is_empty() {
@@ -116,8 +123,10 @@ fn tls_options(l: &Listener) -> Option<TlsOptions> {
         let versions: Vec<TlsVersion> = versions.iter().filter_map(|v| v.parse().ok()).collect();
         tls = tls.with_versions(&versions);
     }
-    if let Some(ca) = &l.client_ca {
-        tls = tls.with_client_ca(ca);
+    match (&l.client_ca, l.require_certificate) {
+        (Some(ca), Some(false)) => tls = tls.with_optional_client_ca(ca),
+        (Some(ca), _) => tls = tls.with_client_ca(ca),
+        (None, _) => {}
     }
     Some(tls)
 }
@@ -186,6 +195,8 @@ bind = "0.0.0.0:8084"
 pkcs12 = "server.p12"
 pkcs12_password = "secret"
 path = "/ws"
+client_ca = "clients.crt"
+require_certificate = false
 "#,
         )
         .unwrap();
@@ -195,11 +206,16 @@ path = "/ws"
             corvid::Endpoint::Tls(_, tls) => {
                 assert_eq!(tls.versions, [corvid::transport::TlsVersion::Tls12]);
                 assert_eq!(tls.client_ca.as_deref(), Some(Path::new("ca.crt")));
+                assert!(tls.client_certificate_required);
             }
             other => panic!("{other:?}"),
         }
         match &endpoints[2] {
-            corvid::Endpoint::WebSocketTls(_, ws, _) => assert_eq!(ws.path, "/ws"),
+            corvid::Endpoint::WebSocketTls(_, ws, tls) => {
+                assert_eq!(ws.path, "/ws");
+                assert_eq!(tls.client_ca.as_deref(), Some(Path::new("clients.crt")));
+                assert!(!tls.client_certificate_required);
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -225,6 +241,8 @@ path = "/ws"
             ("type = \"tls\"\npkcs12 = \"c\"\ntls_versions = [\"1.1\"]\n", "unknown TLS version"),
             ("type = \"ws\"\npath = \"mqtt\"\n", "must start with '/'"),
             ("type = \"tls\"\npkcs12 = \"c\"\npath = \"/mqtt\"\n", "`path` is for listeners"),
+            ("type = \"tls\"\npkcs12 = \"c\"\nrequire_certificate = false\n", "without `client_ca`"),
+            ("type = \"ws\"\nrequire_certificate = true\n", "`require_certificate` is for listeners"),
         ] {
             let err = parse(&format!("{base}{extra}")).unwrap_err();
             assert!(err.contains("listener 1") && err.contains(expected), "{extra}: {err}");

@@ -100,9 +100,13 @@ pub struct TlsOptions {
     pub identity: TlsIdentity,
     /// The TLS versions offered; empty means 1.2 and 1.3.
     pub versions: Vec<TlsVersion>,
-    /// When set, clients must present a certificate issued by one of the CA certificates of this PEM file; its
+    /// When set, clients are asked for a certificate issued by one of the CA certificates of this PEM file; its
     /// subject reaches the connection validator as [`crate::ConnectContext::client_certificate_subject`].
     pub client_ca: Option<PathBuf>,
+    /// With [`Self::client_ca`]: whether a client without a certificate is refused (the default) or connects with
+    /// no subject, for the validator to decide (user name and password, say). A certificate a client does present
+    /// must be valid either way.
+    pub client_certificate_required: bool,
     /// How long a client has to complete the TLS handshake (10 s by default).
     pub handshake_timeout: Duration,
 }
@@ -119,7 +123,13 @@ impl TlsOptions {
     }
 
     fn new(identity: TlsIdentity) -> Self {
-        Self { identity, versions: Vec::new(), client_ca: None, handshake_timeout: Duration::from_secs(10) }
+        Self {
+            identity,
+            versions: Vec::new(),
+            client_ca: None,
+            client_certificate_required: true,
+            handshake_timeout: Duration::from_secs(10),
+        }
     }
 
     /// Only these TLS versions (empty: 1.2 and 1.3).
@@ -131,6 +141,15 @@ impl TlsOptions {
     /// Requires client certificates issued by a CA of this PEM file.
     pub fn with_client_ca(mut self, path: impl Into<PathBuf>) -> Self {
         self.client_ca = Some(path.into());
+        self.client_certificate_required = true;
+        self
+    }
+
+    /// Accepts client certificates issued by a CA of this PEM file, and clients without one (whose
+    /// [`crate::ConnectContext::client_certificate_subject`] is `None`).
+    pub fn with_optional_client_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.client_ca = Some(path.into());
+        self.client_certificate_required = false;
         self
     }
 
@@ -176,9 +195,11 @@ impl TlsOptions {
         let builder = match &self.client_ca {
             Some(path) => {
                 let roots = read_roots(path)?;
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()
-                    .map_err(|e| TlsError::ClientCa { path: path.clone(), message: e.to_string() })?;
+                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                let verifier =
+                    if self.client_certificate_required { verifier } else { verifier.allow_unauthenticated() };
+                let verifier =
+                    verifier.build().map_err(|e| TlsError::ClientCa { path: path.clone(), message: e.to_string() })?;
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
@@ -370,7 +391,8 @@ impl TlsAcceptor {
         let stream = match tokio::time::timeout(self.options.handshake_timeout, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
-                tracing::debug!(%remote, %error, "TLS handshake failed");
+                // At the level of "client connected": the one clue a client refused for its certificate leaves.
+                tracing::info!(%remote, %error, "TLS handshake failed");
                 return None;
             }
             Err(_) => {
