@@ -3,7 +3,8 @@
 # a listener that requires client certificates), and paho-mqtt with transport="websockets" (test_paho_ws.py).
 #
 # Sourced by run.sh, which calls tw_run_all and reads TW_PASSED / TW_FAILED. It starts a second broker of its own
-# with a generated configuration (tcp, tls, tls with client_ca, tls 1.2 only, ws and wss listeners on free
+# with a generated configuration (tcp, tls, tls with client_ca, tls with optional client certificates, tls 1.2 only,
+# ws and wss listeners on free
 # loopback ports) and certificates made with openssl. Every client is bounded in time.
 
 TW_PASSED=0
@@ -58,6 +59,7 @@ tw_start_broker() {
     TW_TCP=$(free_port)
     TW_TLS=$(free_port)
     TW_MTLS=$(free_port)
+    TW_OTLS=$(free_port)
     TW_TLS12=$(free_port)
     TW_WS=$(free_port)
     TW_WSS=$(free_port)
@@ -84,6 +86,14 @@ bind = "127.0.0.1:$TW_MTLS"
 cert = "server.crt"
 key = "server.key"
 client_ca = "client-ca.crt"
+
+[[listener]]
+type = "tls"
+bind = "127.0.0.1:$TW_OTLS"
+cert = "server.crt"
+key = "server.key"
+client_ca = "client-ca.crt"
+require_certificate = false
 
 [[listener]]
 type = "tls"
@@ -129,6 +139,11 @@ certfile $d/server.crt
 keyfile $d/server.key
 cafile $d/client-ca.crt
 require_certificate true
+listener $TW_OTLS 127.0.0.1
+certfile $d/server.crt
+keyfile $d/server.key
+cafile $d/client-ca.crt
+require_certificate false
 listener $TW_TLS12 127.0.0.1
 certfile $d/server.crt
 keyfile $d/server.key
@@ -140,7 +155,7 @@ CONF
         ;;
     esac
     local port
-    for port in "$TW_TCP" "$TW_TLS" "$TW_MTLS" "$TW_TLS12"; do
+    for port in "$TW_TCP" "$TW_TLS" "$TW_MTLS" "$TW_OTLS" "$TW_TLS12"; do
         tw_wait_port "$port" || return 1
     done
     if ((TW_WEBSOCKETS)); then
@@ -220,6 +235,15 @@ tw_tests() {
         tw_roundtrip "$TW_MTLS" "$client" "$TW_MTLS" "$client" mqttv311
     tw_case "no client certificate on a listener with client_ca is refused" tw_refused "$TW_MTLS" "$ca"
     tw_case "a client certificate from another CA is refused" tw_refused "$TW_MTLS" "$rogue"
+    tw_case "with and without a client certificate on a listener where it is optional" \
+        tw_roundtrip "$TW_OTLS" "$ca" "$TW_OTLS" "$client" mqttv5
+    if [[ $BROKER == mosquitto ]]; then
+        # Mosquitto with require_certificate false does not ask for a certificate, so it checks none.
+        TW_SKIPPED=$((TW_SKIPPED + 1))
+    else
+        tw_case "a client certificate from another CA is refused where certificates are optional" \
+            tw_refused "$TW_OTLS" "$rogue"
+    fi
     tw_case "TLS 1.2 on a 1.2-only listener" \
         tw_roundtrip "$TW_TLS12" "$ca --tls-version tlsv1.2" "$TW_TLS12" "$ca --tls-version tlsv1.2" mqttv311
     if [[ $BROKER == mosquitto ]]; then
