@@ -151,6 +151,15 @@ pub struct ConnectContext {
     pub reason_code: ReasonCode,
     /// MQTT 5 reason string sent with a refusal.
     pub reason_string: Option<String>,
+    /// MQTT 5 user properties for the CONNACK, whether it accepts or refuses.
+    pub response_user_properties: Vec<UserProperty>,
+    /// MQTT 5 Server Reference for the CONNACK: where the client should connect instead, with a refusal such as
+    /// [`ReasonCode::UseAnotherServer`] or [`ReasonCode::ServerMoved`].
+    pub server_reference: Option<String>,
+    /// Whether the MQTT 5 client asked for Response Information (the basis of its response topics).
+    pub request_response_information: bool,
+    /// MQTT 5 Response Information for an accepting CONNACK; sent only if the client asked for it.
+    pub response_information: Option<String>,
 }
 
 impl ConnectContext {

@@ -5,7 +5,7 @@
 mod embedding_common;
 
 use bytes::BytesMut;
-use corvid::protocol::{Connect, Packet, QoS, SubscriptionOptions, encode};
+use corvid::protocol::{Connect, Packet, QoS, SubscriptionOptions, UserProperty, encode};
 use corvid::{
     ConnectReturnCode, Message, ProtocolVersion, PublishDecision, ReasonCode, SessionItems, SubscriptionDecision,
 };
@@ -105,6 +105,40 @@ async fn refusals_map_between_v5_reason_codes_and_311_return_codes() {
     assert_eq!(ReasonCode::from(ConnectReturnCode::BadUserNameOrPassword).as_u8(), 0x86);
     // Anyone else is accepted.
     Raw::v5(addr, "welcome").await.disconnect().await;
+}
+
+#[tokio::test]
+async fn the_validator_adds_user_properties_response_information_and_a_server_reference_to_connack() {
+    let (_server, addr) = start(options().with_connection_validator(|c| {
+        c.response_user_properties.push(UserProperty { key: "region".into(), value: "eu-1".into() });
+        if &*c.client_id == "moved" {
+            c.refuse(ReasonCode::ServerMoved);
+            c.server_reference = Some("mqtt2.example.com:1883".into());
+        } else {
+            let asked = c.request_response_information;
+            c.response_information = Some(format!("replies/{}/{asked}", c.client_id));
+        }
+    }))
+    .await;
+    let region = vec![UserProperty { key: "region".into(), value: "eu-1".into() }];
+
+    // Response Information only for a client that asks for it.
+    let mut asking = Connect::new(ProtocolVersion::V5, "asking");
+    asking.properties.request_response_information = Some(true);
+    let (_, ack) = Raw::connect_with(addr, asking).await;
+    assert_eq!(ack.properties.response_information.as_deref(), Some("replies/asking/true"));
+    assert_eq!(ack.properties.user_properties, region);
+    let (_, ack) = Raw::connect_with(addr, Connect::new(ProtocolVersion::V5, "silent")).await;
+    assert_eq!(ack.properties.response_information, None);
+    assert_eq!(ack.properties.user_properties, region);
+
+    let (_, ack) = Raw::handshake(addr, Connect::new(ProtocolVersion::V5, "moved")).await;
+    assert_eq!(ack.reason_code, ReasonCode::ServerMoved);
+    assert_eq!(ack.properties.server_reference.as_deref(), Some("mqtt2.example.com:1883"));
+    assert_eq!(ack.properties.user_properties, region);
+    // A 3.1.1 client gets the return code alone.
+    let bytes = connack_311_bytes(addr, Connect::new(ProtocolVersion::V3_1_1, "moved")).await;
+    assert_eq!(bytes, [0x20, 0x02, 0x00, 3]);
 }
 
 #[tokio::test]

@@ -75,16 +75,15 @@ where
 }
 
 async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, version: ProtocolVersion, code: ReasonCode) {
-    refuse_with(stream, version, code, None).await;
+    refuse_with(stream, version, code, ConnAckProperties::default()).await;
 }
 
 async fn refuse_with<S: AsyncWrite + Unpin>(
     stream: &mut S,
     version: ProtocolVersion,
     code: ReasonCode,
-    reason: Option<String>,
+    properties: ConnAckProperties,
 ) {
-    let properties = ConnAckProperties { reason_string: reason.map(ByteString::from), ..ConnAckProperties::default() };
     let reason_code = super::refusal(code, PacketType::ConnAck);
     let connack = ConnAck { session_present: false, reason_code, properties };
     let mut buf = BytesMut::new();
@@ -159,6 +158,8 @@ where
             }
         }
     }
+    // What the validator adds to the CONNACK.
+    let mut response = ConnAckProperties::default();
     if let Some(validator) = &broker.options.hooks.connection_validator {
         let ctx = ConnectContext {
             client_id: client_id.clone(),
@@ -173,12 +174,23 @@ where
             session_items: items.get_or_insert_default().clone(),
             reason_code: ReasonCode::Success,
             reason_string: None,
+            response_user_properties: Vec::new(),
+            server_reference: None,
+            request_response_information: connect.properties.request_response_information.unwrap_or(false),
+            response_information: None,
         };
         let ctx = validator.run(ctx).await;
+        response.user_properties = ctx.response_user_properties;
+        response.server_reference = ctx.server_reference.map(ByteString::from);
         if ctx.reason_code != ReasonCode::Success {
             tracing::info!(client_id = %client_id, %remote, code = %ctx.reason_code, "connection refused by validator");
-            refuse_with(&mut stream, version, ctx.reason_code, ctx.reason_string).await;
+            response.reason_string = ctx.reason_string.map(ByteString::from);
+            refuse_with(&mut stream, version, ctx.reason_code, response).await;
             return None;
+        }
+        // MQTT 5.0 section 3.1.2.11.6: never unless the client asked.
+        if connect.properties.request_response_information == Some(true) {
+            response.response_information = ctx.response_information.map(ByteString::from);
         }
     }
 
@@ -229,7 +241,7 @@ where
 
     // A client that authenticated with a method may authenticate again later with it (MQTT 5.0 section 4.12.1).
     let extras = method.as_ref().map(|method| Box::new(super::Extras::authenticated(method.clone())));
-    let mut properties = ConnAckProperties::default();
+    let mut properties = response;
     let mut keep_alive = connect.keep_alive;
     if v5 {
         properties.assigned_client_identifier = assigned;
