@@ -168,32 +168,76 @@ impl Config {
     pub(crate) fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: describe(&e, text) })?;
-        config.check(path)?;
+        config.check().map_err(|r| ConfigError::Invalid { path: path.to_owned(), message: r.describe(text) })?;
         Ok(config)
     }
 
-    fn check(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |message: &str| ConfigError::Invalid { path: path.to_owned(), message: message.to_owned() };
-        crate::listeners::check(&self.listeners).map_err(|m| invalid(&m))?;
+    /// The values the parser took but the broker does not.
+    fn check(&self) -> Result<(), Rejected> {
+        crate::listeners::check(&self.listeners)?;
+        let reject = |table: &'static str, key: &'static str, message: &str| {
+            Err(Rejected { table, index: 0, key: Some(key), message: message.to_owned() })
+        };
         if self.limits.max_inflight == Some(0) {
-            return Err(invalid("[limits] max_inflight: must be at least 1"));
+            return reject("limits", "max_inflight", "must be at least 1");
         }
         if self.limits.max_pending_messages_per_client == Some(0) {
-            return Err(invalid("[limits] max_pending_messages_per_client: must be at least 1"));
+            return reject("limits", "max_pending_messages_per_client", "must be at least 1");
         }
         if self.storage.batch_window_ms.is_some_and(|ms| ms > 1000) {
-            return Err(invalid("[storage] batch_window_ms: at most 1000"));
+            return reject("storage", "batch_window_ms", "at most 1000");
         }
         if let Some(size) = self.limits.max_packet_size
             && size < 64
         {
-            return Err(invalid("[limits] max_packet_size: must be at least 64 bytes"));
+            return reject("limits", "max_packet_size", "must be at least 64 bytes");
         }
         if self.metrics.as_ref().and_then(|m| m.drain_secs).is_some_and(|s| s > 3600) {
-            return Err(invalid("[metrics] drain_secs: at most 3600"));
+            return reject("metrics", "drain_secs", "at most 3600");
         }
         Ok(())
     }
+}
+
+/// A value the parser accepted and the broker does not: the key (of the `index`-th `[table]` or `[[table]]`, from
+/// 0) and why. `key` is `None` when the table as a whole is at fault.
+#[derive(Debug)]
+pub(crate) struct Rejected {
+    pub(crate) table: &'static str,
+    pub(crate) index: usize,
+    pub(crate) key: Option<&'static str>,
+    pub(crate) message: String,
+}
+
+impl Rejected {
+    /// "line L, key `table.key`: message", with the line found in `text`.
+    fn describe(&self, text: &str) -> String {
+        let key = match self.key {
+            Some(key) => format!("{}.{key}", self.table),
+            None => self.table.to_owned(),
+        };
+        match line_of(text, self.table, self.index, self.key) {
+            Some(line) => format!("line {line}, key `{key}`: {}", self.message),
+            None => format!("key `{key}`: {}", self.message),
+        }
+    }
+}
+
+/// The line (1-based) of `key` in the `index`-th `[table]` or `[[table]]` of `text`, or of that table's header
+/// when `key` is `None`.
+fn line_of(text: &str, table: &str, index: usize, key: Option<&str>) -> Option<usize> {
+    let header = |line: &str| {
+        let line = line.split('#').next().unwrap_or("").trim();
+        line.starts_with('[').then(|| line.trim_start_matches('[').trim_end_matches(']').trim().to_owned())
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().enumerate().filter(|(_, l)| header(l).as_deref() == Some(table)).nth(index)?.0;
+    let Some(key) = key else { return Some(start + 1) };
+    lines[start + 1..]
+        .iter()
+        .take_while(|l| header(l).is_none())
+        .position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim().trim_matches('"') == key))
+        .map(|i| start + 2 + i)
 }
 
 /// "line L, column C, key `table.key`: message", from the parser's span.
@@ -281,7 +325,20 @@ park_idle_after_ms = 0
         let err = parse("[limits]\nmax_inflight = \"many\"\n").unwrap_err();
         assert!(err.contains("line 2") && err.contains("key `limits.max_inflight`"), "{err}");
         let err = parse("[limits]\nmax_inflight = 0\n").unwrap_err();
-        assert!(err.contains("max_inflight"), "{err}");
+        assert_eq!(err, "corvid.toml: line 2, key `limits.max_inflight`: must be at least 1");
+        let err = parse("log_level = \"info\"\n\n[storage]  # the store\nsync = \"batched\"\nbatch_window_ms = 5000\n")
+            .unwrap_err();
+        assert_eq!(err, "corvid.toml: line 5, key `storage.batch_window_ms`: at most 1000");
+    }
+
+    #[test]
+    fn a_listener_error_names_the_line_of_its_key_or_table() {
+        let tcp = "[[listener]]\ntype = \"tcp\"\nbind = \"127.0.0.1:1\"\n";
+        let err = parse(&format!("{tcp}\n[[listener]]\ntype = \"tcp\"\nbind = \"127.0.0.1:2\"\ncert = \"a.crt\"\n"))
+            .unwrap_err();
+        assert!(err.starts_with("corvid.toml: line 8, key `listener.cert`: listener 2 (tcp 127.0.0.1:2)"), "{err}");
+        let err = parse(&format!("{tcp}[[listener]]\ntype = \"tls\"\nbind = \"127.0.0.1:3\"\n")).unwrap_err();
+        assert!(err.starts_with("corvid.toml: line 4, key `listener`: listener 2 (tls 127.0.0.1:3)"), "{err}");
     }
 
     #[test]

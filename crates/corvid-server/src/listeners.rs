@@ -19,7 +19,7 @@
 //! path = "/mqtt"                    # the default
 //! ```
 
-use crate::config::{Config, Listener, ListenerKind};
+use crate::config::{Config, Listener, ListenerKind, Rejected};
 use corvid::transport::{TlsOptions, TlsVersion, WebSocketOptions};
 use corvid::{Endpoint, Server};
 use std::path::{Path, PathBuf};
@@ -38,12 +38,15 @@ fn kind_name(kind: ListenerKind) -> &'static str {
     }
 }
 
-/// Checks the keys of every listener against its type (no file is read). The message names the listener.
-pub(crate) fn check(listeners: &[Listener]) -> Result<(), String> {
+/// Checks the keys of every listener against its type (no file is read). The message names the listener; the
+/// error, the key at fault (none when keys are missing).
+pub(crate) fn check(listeners: &[Listener]) -> Result<(), Rejected> {
     for (i, l) in listeners.iter().enumerate() {
         let tls = matches!(l.kind, ListenerKind::Tls | ListenerKind::Wss);
         let ws = matches!(l.kind, ListenerKind::Ws | ListenerKind::Wss);
-        let fail = |message: String| Err(format!("{}: {message}", name(i, l)));
+        let fail = |key: Option<&'static str>, message: &str| {
+            Err(Rejected { table: "listener", index: i, key, message: format!("{}: {message}", name(i, l)) })
+        };
         let tls_keys = [
             ("cert", l.cert.is_some()),
             ("key", l.key.is_some()),
@@ -54,34 +57,33 @@ pub(crate) fn check(listeners: &[Listener]) -> Result<(), String> {
             ("require_certificate", l.require_certificate.is_some()),
         ];
         if !tls && let Some((key, _)) = tls_keys.iter().find(|(_, set)| *set) {
-            return fail(format!("`{key}` is for listeners of type \"tls\" or \"wss\""));
+            return fail(Some(key), &format!("`{key}` is for listeners of type \"tls\" or \"wss\""));
         }
         if !ws && l.path.is_some() {
-            return fail("`path` is for listeners of type \"ws\" or \"wss\"".to_owned());
+            return fail(Some("path"), "`path` is for listeners of type \"ws\" or \"wss\"");
         }
         if tls {
             match (&l.cert, &l.key, &l.pkcs12) {
                 (Some(_), Some(_), None) | (None, None, Some(_)) => {}
-                (_, _, Some(_)) => return fail("give either `pkcs12` or `cert` and `key`, not both".to_owned()),
+                (_, _, Some(_)) => return fail(Some("pkcs12"), "give either `pkcs12` or `cert` and `key`, not both"),
                 (None, _, None) | (_, None, None) => {
-                    return fail("needs `cert` and `key` (PEM files) or `pkcs12` (with `pkcs12_password`)".to_owned());
+                    return fail(None, "needs `cert` and `key` (PEM files) or `pkcs12` (with `pkcs12_password`)");
                 }
             }
             if l.pkcs12.is_none() && l.pkcs12_password.is_some() {
-                return fail("`pkcs12_password` without `pkcs12`".to_owned());
+                return fail(Some("pkcs12_password"), "`pkcs12_password` without `pkcs12`");
             }
             if l.client_ca.is_none() && l.require_certificate.is_some() {
-                return fail(
-                    "`require_certificate` without `client_ca` (the CAs client certificates must come from)".to_owned(),
-                );
+                let message = "`require_certificate` without `client_ca` (the CAs client certificates must come from)";
+                return fail(Some("require_certificate"), message);
             }
             if let Some(versions) = &l.tls_versions {
                 if versions.is_empty() {
-                    return fail("`tls_versions` is empty (use [\"1.2\"], [\"1.3\"] or both)".to_owned());
+                    return fail(Some("tls_versions"), "`tls_versions` is empty (use [\"1.2\"], [\"1.3\"] or both)");
                 }
                 for v in versions {
                     if let Err(e) = v.parse::<TlsVersion>() {
-                        return fail(format!("tls_versions: {e}"));
+                        return fail(Some("tls_versions"), &format!("tls_versions: {e}"));
                     }
                 }
             }
@@ -89,7 +91,7 @@ pub(crate) fn check(listeners: &[Listener]) -> Result<(), String> {
         if let Some(path) = &l.path
             && !path.starts_with('/')
         {
-            return fail(format!("path {path:?} must start with '/'"));
+            return fail(Some("path"), &format!("path {path:?} must start with '/'"));
         }
     }
     Ok(())
