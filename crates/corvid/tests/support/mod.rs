@@ -1,5 +1,5 @@
 //! Helpers shared by the integration-test suites: an in-process server on 127.0.0.1, a raw MQTT client built on the
-//! corvid codec, and thin wrappers around rumqttc event loops.
+//! corvid codec (over TCP or any other byte stream), and thin wrappers around rumqttc event loops.
 //!
 //! A suite's helper module includes this file (`#[path = "../support/mod.rs"] mod support;`) and defines `WAIT`, the
 //! longest any single wait of that suite may take; every wait here is bounded by it or by [`QUIET`].
@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -127,9 +127,17 @@ pub(crate) fn publish_packet(t: &str, payload: &[u8], q: QoS, id: u16) -> Publis
     p
 }
 
-/// A raw MQTT client: it sends and receives exactly the packets a test says.
-pub(crate) struct Raw {
-    pub(crate) stream: TcpStream,
+/// The bytes of a packet.
+pub(crate) fn packet_bytes(packet: &Packet, version: ProtocolVersion) -> BytesMut {
+    let mut buf = BytesMut::new();
+    encode(packet, version, &mut buf).expect("encodable packet");
+    buf
+}
+
+/// A raw MQTT client: it sends and receives exactly the packets a test says. Over TCP unless made with
+/// [`Raw::over`].
+pub(crate) struct Raw<S = TcpStream> {
+    pub(crate) stream: S,
     rbuf: BytesMut,
     pub(crate) version: ProtocolVersion,
     next_id: u16,
@@ -138,28 +146,26 @@ pub(crate) struct Raw {
 }
 
 impl Raw {
-    /// Opens a TCP connection without sending anything.
-    pub(crate) async fn open(addr: SocketAddr, version: ProtocolVersion) -> Self {
+    /// A TCP connection to `addr`, without Nagle's delay.
+    async fn tcp(addr: SocketAddr) -> TcpStream {
         let stream = within("TCP connect", TcpStream::connect(addr)).await.expect("TCP connect");
         stream.set_nodelay(true).unwrap();
-        Self { stream, rbuf: BytesMut::with_capacity(4096), version, next_id: 1000, stashed: VecDeque::new() }
+        stream
+    }
+
+    /// Opens a TCP connection without sending anything.
+    pub(crate) async fn open(addr: SocketAddr, version: ProtocolVersion) -> Self {
+        Self::over(Self::tcp(addr).await, version)
     }
 
     /// Connects with `connect` and returns the client and the CONNACK, whatever its reason code.
     pub(crate) async fn handshake(addr: SocketAddr, connect: Connect) -> (Self, ConnAck) {
-        let mut raw = Self::open(addr, connect.protocol).await;
-        raw.send(&Packet::Connect(Box::new(connect))).await;
-        match raw.recv().await {
-            Packet::ConnAck(ack) => (raw, ack),
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
+        Self::handshake_over(Self::tcp(addr).await, connect).await
     }
 
     /// Connects with `connect` and asserts success.
     pub(crate) async fn connect_with(addr: SocketAddr, connect: Connect) -> (Self, ConnAck) {
-        let (raw, ack) = Self::handshake(addr, connect).await;
-        assert_eq!(ack.reason_code, ReasonCode::Success, "CONNACK {ack:?}");
-        (raw, ack)
+        Self::connect_over(Self::tcp(addr).await, connect).await
     }
 
     /// Connects a clean MQTT 5 client.
@@ -199,6 +205,41 @@ impl Raw {
     pub(crate) async fn v5_persistent(addr: SocketAddr, client_id: &str, clean: bool, expiry: u32) -> (Self, bool) {
         Self::v5_session(addr, client_id, clean, Some(expiry)).await
     }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
+    /// A client over `stream`, an open connection of any transport (TLS, for one), without sending anything.
+    pub(crate) fn over(stream: S, version: ProtocolVersion) -> Self {
+        Self { stream, rbuf: BytesMut::with_capacity(4096), version, next_id: 1000, stashed: VecDeque::new() }
+    }
+
+    /// Connects with `connect` over `stream` and returns the client and the CONNACK, whatever its reason code.
+    pub(crate) async fn handshake_over(stream: S, connect: Connect) -> (Self, ConnAck) {
+        let mut raw = Self::over(stream, connect.protocol);
+        match raw.try_handshake(connect).await {
+            Some(ack) => (raw, ack),
+            None => panic!("connection closed while waiting for CONNACK"),
+        }
+    }
+
+    /// Connects with `connect` over `stream` and asserts success.
+    pub(crate) async fn connect_over(stream: S, connect: Connect) -> (Self, ConnAck) {
+        let (raw, ack) = Self::handshake_over(stream, connect).await;
+        assert_eq!(ack.reason_code, ReasonCode::Success, "CONNACK {ack:?}");
+        (raw, ack)
+    }
+
+    /// Sends `connect`; the CONNACK, whatever its reason code, or `None` when the broker closes the connection
+    /// instead.
+    pub(crate) async fn try_handshake(&mut self, connect: Connect) -> Option<ConnAck> {
+        self.send(&Packet::Connect(Box::new(connect))).await;
+        match self.read_packet(WAIT).await {
+            Ok(Some(Packet::ConnAck(ack))) => Some(ack),
+            Ok(Some(other)) => panic!("expected CONNACK, got {other:?}"),
+            Ok(None) => None,
+            Err(()) => panic!("no packet within {WAIT:?}"),
+        }
+    }
 
     /// A fresh packet identifier for packets this client originates.
     pub(crate) fn next_packet_id(&mut self) -> PacketId {
@@ -208,14 +249,16 @@ impl Raw {
 
     /// Encodes and writes a packet.
     pub(crate) async fn send(&mut self, packet: &Packet) {
-        let mut buf = BytesMut::new();
-        encode(packet, self.version, &mut buf).expect("encodable packet");
-        self.send_bytes(&buf).await;
+        self.send_bytes(&packet_bytes(packet, self.version)).await;
     }
 
-    /// Writes raw bytes.
+    /// Writes raw bytes (and flushes them, for transports that buffer).
     pub(crate) async fn send_bytes(&mut self, bytes: &[u8]) {
-        within("write", self.stream.write_all(bytes)).await.expect("write to broker");
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        within("write", write).await.expect("write to broker");
     }
 
     /// The next packet, or `None` when the broker closed the connection. Fails the test after `timeout`.
