@@ -143,7 +143,7 @@ async fn takeover_with_clean_start_drops_the_old_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rumqttc_clients_interoperate() {
     let t = TestServer::default().await;
-    let mut sub = V4Client::connect(t.addr, "rq-sub", true).await;
+    let mut sub = V4Client::connect(t.addr, "rq-sub").await;
     sub.subscribe("interop/#", rumqttc::QoS::AtLeastOnce).await;
     let mut sub5 = V5Client::connect(t.addr, "rq-sub5").await;
     let props = sub5.connack.properties.clone().expect("CONNACK properties");

@@ -45,7 +45,7 @@ async fn clients_lists_connected_clients_with_their_counters() {
 async fn sessions_show_an_offline_persistent_session_and_its_queue() {
     let (server, addr) = start(options()).await;
     let (mut away, _) = Raw::v5_persistent(addr, "away", true, 300).await;
-    away.subscribe("jobs/#", QoS::AtLeastOnce).await;
+    away.subscribe_code("jobs/#", QoS::AtLeastOnce).await;
     away.disconnect().await;
     let mut publisher = Raw::v5(addr, "pub").await;
     for i in 0..3 {
@@ -81,7 +81,7 @@ async fn sessions_show_an_offline_persistent_session_and_its_queue() {
 async fn clear_session_queue_drops_queued_messages() {
     let (server, addr) = start(options()).await;
     let (mut away, _) = Raw::v5_persistent(addr, "away", true, 300).await;
-    away.subscribe("jobs/#", QoS::AtLeastOnce).await;
+    away.subscribe_code("jobs/#", QoS::AtLeastOnce).await;
     away.disconnect().await;
     let mut publisher = Raw::v5(addr, "pub").await;
     publisher.publish1("jobs/1", b"stale", false).await;
@@ -170,7 +170,7 @@ async fn draining_refuses_new_clients_and_keeps_connected_ones() {
 async fn retained_crud_through_the_admin_api() {
     let (server, addr) = start(options()).await;
     let mut sub = Raw::v5(addr, "sub").await;
-    sub.subscribe("state/#", QoS::AtLeastOnce).await;
+    sub.subscribe_code("state/#", QoS::AtLeastOnce).await;
     // Setting a retained message does not publish it to current subscribers.
     server.set_retained_message(Message::new(topic("state/a"), "1", QoS::AtLeastOnce, false));
     server.set_retained_message(Message::new(topic("state/b"), "2", QoS::AtMostOnce, false));
@@ -237,7 +237,7 @@ async fn retained_store_is_loaded_at_start_and_saved_on_change() {
 
     // Loaded messages are retained messages like any other.
     let mut sub = Raw::v5(addr, "sub").await;
-    sub.subscribe("stored/#", QoS::AtLeastOnce).await;
+    sub.subscribe_code("stored/#", QoS::AtLeastOnce).await;
     let p = sub.recv_publish_ack().await;
     assert_eq!((p.topic.as_str(), &p.payload[..], p.retain), ("stored/one", &b"from disk"[..], true));
 

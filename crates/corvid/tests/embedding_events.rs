@@ -35,7 +35,7 @@ async fn every_event_kind_is_observed() {
             if &**client_id == "ev-sub")
         })
         .await;
-    sub.subscribe("ev/#", QoS::AtLeastOnce).await;
+    sub.subscribe_code("ev/#", QoS::AtLeastOnce).await;
     events
         .wait_for("Subscribed", |e| {
             matches!(e, Event::Subscribed { client_id, topic_filter, options }
@@ -116,7 +116,7 @@ async fn every_event_kind_is_observed() {
 
     // MessageDropped (queue full): an offline persistent session with room for one message gets two.
     let (mut slow, _) = Raw::v5_persistent(addr, "ev-slow", true, 300).await;
-    slow.subscribe("slow/#", QoS::AtLeastOnce).await;
+    slow.subscribe_code("slow/#", QoS::AtLeastOnce).await;
     slow.disconnect().await;
     publisher.publish1("slow/1", b"kept", false).await;
     publisher.publish1("slow/2", b"dropped", false).await;
@@ -128,7 +128,7 @@ async fn every_event_kind_is_observed() {
     let mut small = Connect::new(ProtocolVersion::V5, "ev-small");
     small.properties.maximum_packet_size = Some(64);
     let (mut small, _) = Raw::connect_with(addr, small).await;
-    small.subscribe("big/#", QoS::AtMostOnce).await;
+    small.subscribe_code("big/#", QoS::AtMostOnce).await;
     publisher.publish1("big/1", &[b'x'; 200], false).await;
     events.wait_for("MessageDropped TooLarge", |e| {
         matches!(e, Event::MessageDropped { client_id, reason: DropReason::TooLarge, .. } if &**client_id == "ev-small")
@@ -173,7 +173,7 @@ async fn a_disconnect_with_will_is_clean_and_the_will_is_received() {
     let (server, addr) = start(options()).await;
     let mut events = Recorder::new(&server);
     let mut watcher = Raw::v5(addr, "watcher").await;
-    watcher.subscribe("wills/#", QoS::AtLeastOnce).await;
+    watcher.subscribe_code("wills/#", QoS::AtLeastOnce).await;
     let mut connect = Connect::new(ProtocolVersion::V5, "mortal");
     connect.will = Some(corvid::protocol::Will {
         topic: topic("wills/mortal"),
@@ -203,7 +203,7 @@ async fn a_full_queue_dropping_the_oldest_reports_the_evicted_message() {
     let (server, addr) = start(options().with_max_pending_messages(2, OverflowPolicy::DropOldest)).await;
     let mut events = Recorder::new(&server);
     let (mut away, _) = Raw::v5_persistent(addr, "away", true, 300).await;
-    away.subscribe("q/#", QoS::AtLeastOnce).await;
+    away.subscribe_code("q/#", QoS::AtLeastOnce).await;
     away.disconnect().await;
     let mut publisher = Raw::v5(addr, "pub").await;
     for payload in ["1", "2", "3"] {

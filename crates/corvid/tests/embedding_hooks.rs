@@ -153,7 +153,7 @@ async fn refused_publish_gets_the_reason_code_and_is_not_delivered() {
     }))
     .await;
     let mut sub = Raw::v5(addr, "sub").await;
-    sub.subscribe("#", QoS::ExactlyOnce).await;
+    sub.subscribe_code("#", QoS::ExactlyOnce).await;
     let mut publisher = Raw::v5(addr, "pub").await;
     let ack = publisher.publish1("forbidden/a", b"no", false).await;
     assert_eq!(ack.reason_code, ReasonCode::QuotaExceeded);
@@ -171,7 +171,7 @@ async fn refused_publish_gets_the_reason_code_and_is_not_delivered() {
     publisher.publish1("forbidden/retained", b"no", true).await;
     sub.expect_silence().await;
     let mut late = Raw::v5(addr, "late").await;
-    late.subscribe("forbidden/#", QoS::AtLeastOnce).await;
+    late.subscribe_code("forbidden/#", QoS::AtLeastOnce).await;
     late.expect_silence().await;
     // Allowed topics flow.
     assert_eq!(publisher.publish1("allowed/a", b"yes", false).await.reason_code, ReasonCode::Success);
@@ -187,7 +187,7 @@ async fn dropped_publish_is_acknowledged_and_delivered_to_nobody() {
     }))
     .await;
     let mut sub = Raw::v5(addr, "sub").await;
-    sub.subscribe("drop/#", QoS::AtLeastOnce).await;
+    sub.subscribe_code("drop/#", QoS::AtLeastOnce).await;
     let mut publisher = Raw::v5(addr, "pub").await;
     assert_eq!(publisher.publish1("drop/me", b"gone", true).await.reason_code, ReasonCode::Success);
     sub.expect_silence().await;
@@ -212,7 +212,7 @@ async fn publish_interceptor_sees_messages_from_the_process_without_client_id() 
     }))
     .await;
     let mut sub = Raw::v5(addr, "sub").await;
-    sub.subscribe("news/#", QoS::AtLeastOnce).await;
+    sub.subscribe_code("news/#", QoS::AtLeastOnce).await;
     let queued = server.publish(Message::new(topic("news/server"), "hello", QoS::AtLeastOnce, false)).await;
     assert_eq!(queued, 1);
     assert_eq!(&sub.recv_publish_ack().await.payload[..], b"[server] hello");
@@ -236,7 +236,7 @@ async fn async_publish_interceptor_rewrites_the_topic() {
     }))
     .await;
     let mut sub = Raw::v5(addr, "sub").await;
-    sub.subscribe("cooked/#", QoS::AtLeastOnce).await;
+    sub.subscribe_code("cooked/#", QoS::AtLeastOnce).await;
     let mut publisher = Raw::v5(addr, "pub").await;
     publisher.publish1("raw/egg", b"1", false).await;
     assert_eq!(sub.recv_publish_ack().await.topic.as_str(), "cooked/egg");
@@ -259,7 +259,7 @@ async fn subscription_interceptor_can_lower_the_granted_qos() {
         .await;
     assert_eq!(ack.reason_codes, vec![ReasonCode::Success, ReasonCode::GrantedQoS2]);
     let mut v311 = Raw::v311(addr, "sub311").await;
-    assert_eq!(v311.subscribe("telemetry/x", QoS::AtLeastOnce).await.as_u8(), 0);
+    assert_eq!(v311.subscribe_code("telemetry/x", QoS::AtLeastOnce).await.as_u8(), 0);
     let mut publisher = Raw::v5(addr, "pub").await;
     publisher.publish1("telemetry/temp", b"21", false).await;
     let p = sub.recv_publish().await;
@@ -301,8 +301,8 @@ async fn unsubscription_interceptor_can_refuse() {
     }))
     .await;
     let mut sub = Raw::v5(addr, "sub").await;
-    sub.subscribe("sticky/#", QoS::AtLeastOnce).await;
-    sub.subscribe("loose/#", QoS::AtLeastOnce).await;
+    sub.subscribe_code("sticky/#", QoS::AtLeastOnce).await;
+    sub.subscribe_code("loose/#", QoS::AtLeastOnce).await;
     let ack = sub.unsubscribe(&["sticky/#", "loose/#", "odd/#"]).await;
     let codes = [ReasonCode::ImplementationSpecificError, ReasonCode::Success, ReasonCode::UnspecifiedError];
     assert_eq!(ack.reason_codes, codes);
@@ -323,7 +323,7 @@ async fn async_unsubscription_interceptor_can_refuse() {
         }))
         .await;
     let mut sub = Raw::v5(addr, "sub").await;
-    sub.subscribe("a/#", QoS::AtLeastOnce).await;
+    sub.subscribe_code("a/#", QoS::AtLeastOnce).await;
     assert_eq!(sub.unsubscribe(&["a/#"]).await.reason_codes, vec![ReasonCode::NotAuthorized]);
 }
 
@@ -334,9 +334,9 @@ async fn delivery_filter_skips_one_subscriber_only() {
     )
     .await;
     let mut allowed = Raw::v5(addr, "allowed").await;
-    allowed.subscribe("#", QoS::AtLeastOnce).await;
+    allowed.subscribe_code("#", QoS::AtLeastOnce).await;
     let mut blocked = Raw::v5(addr, "blocked").await;
-    blocked.subscribe("#", QoS::AtLeastOnce).await;
+    blocked.subscribe_code("#", QoS::AtLeastOnce).await;
     let mut publisher = Raw::v5(addr, "pub").await;
     publisher.publish1("secret/plan", b"x", false).await;
     assert_eq!(allowed.recv_publish_ack().await.topic.as_str(), "secret/plan");
@@ -374,7 +374,7 @@ async fn session_items_written_by_the_validator_reach_every_hook() {
     )
     .await;
     let mut client = Raw::v5(addr, "itemised").await;
-    client.subscribe("loop/#", QoS::AtLeastOnce).await;
+    client.subscribe_code("loop/#", QoS::AtLeastOnce).await;
     client.publish1("loop/1", b"to myself", false).await;
     assert_eq!(&client.recv_publish_ack().await.payload[..], b"to myself");
     client.unsubscribe(&["loop/#"]).await;

@@ -67,7 +67,7 @@ async fn a_restored_session_gets_its_items_from_the_stored_user_name() {
     let restored = Restored::default();
     let (server, addr) = start(with_users(&store, &restored)).await;
     let (mut alice, _) = Raw::connect_with(addr, persistent("alice-1", Some("alice"), true)).await;
-    alice.subscribe("alice/#", QoS::AtLeastOnce).await;
+    alice.subscribe_code("alice/#", QoS::AtLeastOnce).await;
     alice.disconnect().await;
     let (anon, _) = Raw::connect_with(addr, persistent("anon-1", None, true)).await;
     anon.disconnect().await;
@@ -102,7 +102,7 @@ async fn a_new_user_name_replaces_the_stored_one() {
     let restored = Restored::default();
     let (server, addr) = start(with_users(&store, &restored)).await;
     let (mut c, _) = Raw::connect_with(addr, persistent("shared", Some("alice"), true)).await;
-    c.subscribe("alice/#", QoS::AtLeastOnce).await;
+    c.subscribe_code("alice/#", QoS::AtLeastOnce).await;
     c.disconnect().await;
     let (c, ack) = Raw::connect_with(addr, persistent("shared", Some("mallory"), false)).await;
     assert!(ack.session_present);

@@ -228,7 +228,7 @@ async fn publish_interceptor_rewrites_refuses_and_drops() {
     let addr = example.addr;
     let mut sub = Raw::v5(addr, "interceptor-sub").await;
     for f in ["my/#", "trash/#", "plain/#"] {
-        assert_eq!(sub.subscribe(f, QoS::AtLeastOnce).await, ReasonCode::GrantedQoS1);
+        assert_eq!(sub.subscribe_code(f, QoS::AtLeastOnce).await, ReasonCode::GrantedQoS1);
     }
     let mut publisher = Raw::v5(addr, "interceptor-pub").await;
 
@@ -273,10 +273,10 @@ async fn check_subscription_rules(variant: &str, args: &[&str]) {
 
     // The secret stuff: refused and the connection closed, for 3.1.1 (SUBACK 0x80, then close) and MQTT 5 clients.
     let mut someone311 = Raw::v311(addr, "someone-else").await;
-    assert_eq!(someone311.subscribe("the/secret/stuff", QoS::AtLeastOnce).await.as_u8(), 0x80);
+    assert_eq!(someone311.subscribe_code("the/secret/stuff", QoS::AtLeastOnce).await.as_u8(), 0x80);
     assert!(someone311.expect_closed().await.is_empty(), "3.1.1 has no server DISCONNECT");
     let mut intruder = Raw::v5(addr, "intruder").await;
-    assert_eq!(intruder.subscribe("the/secret/stuff/#", QoS::AtLeastOnce).await, ReasonCode::NotAuthorized);
+    assert_eq!(intruder.subscribe_code("the/secret/stuff/#", QoS::AtLeastOnce).await, ReasonCode::NotAuthorized);
     intruder.expect_disconnect(ReasonCode::NotAuthorized).await;
     let mut imperator = V4Client::connect(addr, "Imperator").await;
     assert_eq!(imperator.subscribe("the/secret/stuff", q1).await, vec![Sub::Success(q1)]);
@@ -311,12 +311,12 @@ async fn session_items_carry_the_tenant_through_every_hook() {
     assert_eq!(ack.reason_code, ReasonCode::NotAuthorized, "the validator needs a user name");
 
     let mut sub = Raw::connect_with(addr, tenant_connect("acme-sub", Some("acme"))).await.0;
-    assert_eq!(sub.subscribe("tenants/acme/#", QoS::AtLeastOnce).await, ReasonCode::GrantedQoS1);
-    assert_eq!(sub.subscribe("tenants/globex/#", QoS::AtLeastOnce).await, ReasonCode::NotAuthorized);
+    assert_eq!(sub.subscribe_code("tenants/acme/#", QoS::AtLeastOnce).await, ReasonCode::GrantedQoS1);
+    assert_eq!(sub.subscribe_code("tenants/globex/#", QoS::AtLeastOnce).await, ReasonCode::NotAuthorized);
     let mut muted_connect = tenant_connect("acme-muted", Some("acme"));
     muted_connect.properties.user_properties.push(UserProperty::new("muted", "true"));
     let mut muted = Raw::connect_with(addr, muted_connect).await.0;
-    assert_eq!(muted.subscribe("tenants/acme/#", QoS::AtLeastOnce).await, ReasonCode::GrantedQoS1);
+    assert_eq!(muted.subscribe_code("tenants/acme/#", QoS::AtLeastOnce).await, ReasonCode::GrantedQoS1);
 
     let mut publisher = Raw::connect_with(addr, tenant_connect("acme-pub", Some("acme"))).await.0;
     assert_eq!(publisher.publish1("tenants/globex/x", b"no", false).await.reason_code, ReasonCode::NotAuthorized);
@@ -386,7 +386,7 @@ async fn retained_json_store_saves_atomically_and_reloads_after_restart() {
     let line = example.line("the load report", |l| l.starts_with("loaded")).await;
     assert!(line.starts_with("loaded 2 retained message(s)"), "{line}");
     let mut sub = Raw::v5(example.addr, "json-sub").await;
-    assert_eq!(sub.subscribe("home/#", QoS::AtLeastOnce).await, ReasonCode::GrantedQoS1);
+    assert_eq!(sub.subscribe_code("home/#", QoS::AtLeastOnce).await, ReasonCode::GrantedQoS1);
     let mut got = [sub.recv_publish_ack().await, sub.recv_publish_ack().await];
     got.sort_by(|a, b| a.topic.as_str().cmp(b.topic.as_str()));
     assert_eq!((got[0].topic.as_str(), &got[0].payload[..], got[0].retain), ("home/blob", &[0xff, 0, 0x7f][..], true));
@@ -418,13 +418,13 @@ async fn admin_commands_act_on_clients_sessions_and_retained_messages() {
     assert_eq!(example.command("get status/door", "retained status/door").await, "retained status/door: open");
     assert_eq!(example.command("retained", "retained:").await, "retained: [status/door=open]");
     let mut reader = Raw::v5(addr, "admin-reader").await;
-    reader.subscribe("status/#", QoS::AtLeastOnce).await;
+    reader.subscribe_code("status/#", QoS::AtLeastOnce).await;
     let p = reader.recv_publish_ack().await;
     assert_eq!((p.topic.as_str(), &p.payload[..], p.retain), ("status/door", &b"open"[..], true));
     assert_eq!(example.command("unset status/door", "unset").await, "unset status/door: true");
     assert_eq!(example.command("get status/door", "retained status/door").await, "retained status/door: none");
     let mut late_reader = Raw::v5(addr, "admin-late-reader").await;
-    late_reader.subscribe("status/#", QoS::AtLeastOnce).await;
+    late_reader.subscribe_code("status/#", QoS::AtLeastOnce).await;
     late_reader.expect_silence().await;
 
     // Subscribe a client on its behalf, and feed one session only.
@@ -449,7 +449,7 @@ async fn admin_commands_act_on_clients_sessions_and_retained_messages() {
     // An offline persistent session with queued messages; clear it, then delete it.
     let (persistent, _) = Raw::v5_persistent(addr, "admin-persistent", true, 300).await;
     let mut persistent = persistent;
-    persistent.subscribe("jobs/#", QoS::AtLeastOnce).await;
+    persistent.subscribe_code("jobs/#", QoS::AtLeastOnce).await;
     persistent.disconnect().await;
     alerter.publish1("jobs/1", b"one", false).await;
     alerter.publish1("jobs/2", b"two", false).await;

@@ -97,7 +97,7 @@ async fn rumqttc_client_pings_and_stays_connected() {
     options.set_keep_alive(Duration::from_secs(1));
     let mut c = V4Client::connect_with(options).await;
     loop {
-        if let rumqttc::Packet::PingResp = c.next().await {
+        if let Ok(rumqttc::Packet::PingResp) = c.next().await {
             break;
         }
     }

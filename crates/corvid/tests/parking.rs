@@ -78,7 +78,7 @@ async fn a_client_waiting_to_acknowledge_is_not_parked() {
 #[tokio::test]
 async fn a_parked_client_pings_and_its_keep_alive_still_ends_it_with_its_will() {
     let t = TestServer::start(parking()).await;
-    let mut watcher = V4Client::connect(t.addr, "watcher", true).await;
+    let mut watcher = V4Client::connect(t.addr, "watcher").await;
     watcher.subscribe("will/+", rumqttc::QoS::AtLeastOnce).await;
     let mut c = connect_packet(ProtocolVersion::V5, "sleeper");
     c.keep_alive = 2;
@@ -104,7 +104,7 @@ async fn a_parked_client_pings_and_its_keep_alive_still_ends_it_with_its_will() 
 #[tokio::test]
 async fn a_client_closing_its_socket_while_parked_is_disconnected_with_its_will() {
     let t = TestServer::start(parking()).await;
-    let mut watcher = V4Client::connect(t.addr, "watcher", true).await;
+    let mut watcher = V4Client::connect(t.addr, "watcher").await;
     watcher.subscribe("will/+", rumqttc::QoS::AtLeastOnce).await;
     let mut c = connect_packet(ProtocolVersion::V3_1_1, "dropper");
     c.will = Some(Will {

@@ -37,9 +37,9 @@ async fn each_qos_flows_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rumqttc_qos_flows() {
     let t = TestServer::default().await;
-    let mut sub = V4Client::connect(t.addr, "rq-sub", true).await;
+    let mut sub = V4Client::connect(t.addr, "rq-sub").await;
     sub.subscribe("rq/#", rumqttc::QoS::ExactlyOnce).await;
-    let publisher = V4Client::connect(t.addr, "rq-pub", true).await;
+    let publisher = V4Client::connect(t.addr, "rq-pub").await;
     for (i, q) in
         [rumqttc::QoS::AtMostOnce, rumqttc::QoS::AtLeastOnce, rumqttc::QoS::ExactlyOnce].into_iter().enumerate()
     {

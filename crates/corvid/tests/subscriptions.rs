@@ -229,7 +229,7 @@ async fn shared_subscription_member_leaving_leaves_the_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rumqttc_wildcard_subscriber() {
     let t = TestServer::default().await;
-    let mut sub = V4Client::connect(t.addr, "rq-wild", true).await;
+    let mut sub = V4Client::connect(t.addr, "rq-wild").await;
     sub.subscribe("home/+/temp", rumqttc::QoS::AtLeastOnce).await;
     let mut publisher = Raw::v311(t.addr, "pub").await;
     publisher.publish("home/kitchen/temp", b"21", QoS::AtLeastOnce).await;

@@ -90,8 +90,8 @@ async fn mqtt_route_shares_the_server_with_http_routes_and_tcp() {
     assert!(matches!(next().await, Packet::ConnAck(_)));
     assert!(matches!(next().await, Packet::SubAck(_)));
 
-    let mut publisher = tcp_client(tcp, "tcp-publisher").await;
-    publisher.publish("axum/news", b"from TCP to axum").await;
+    let mut publisher = Raw::v311(tcp, "tcp-publisher").await;
+    publisher.publish0("axum/news", b"from TCP to axum").await;
     match next().await {
         Packet::Publish(p) => assert_eq!((p.topic.as_ref(), &p.payload[..]), ("axum/news", &b"from TCP to axum"[..])),
         other => panic!("expected PUBLISH, got {other:?}"),

@@ -3,6 +3,7 @@
 
 mod transport_common;
 
+use corvid::protocol::{Connect, QoS};
 use corvid::transport::{TlsError, TlsOptions, TlsVersion};
 use corvid::{Endpoint, ProtocolVersion, Server, ServerOptions};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, TlsConfiguration, Transport};
@@ -50,8 +51,8 @@ async fn rumqttc_over_tls_exchanges_messages_with_a_tcp_client() {
     })
     .await;
 
-    let mut publisher = tcp_client(tcp, "tcp-publisher").await;
-    publisher.publish("tls/greeting", b"hello over TLS").await;
+    let mut publisher = Raw::v311(tcp, "tcp-publisher").await;
+    publisher.publish0("tls/greeting", b"hello over TLS").await;
     let got = within("PUBLISH over TLS", async {
         loop {
             if let Event::Incoming(Incoming::Publish(p)) = eventloop.poll().await.unwrap() {
@@ -64,10 +65,10 @@ async fn rumqttc_over_tls_exchanges_messages_with_a_tcp_client() {
     assert_eq!(&got.payload[..], b"hello over TLS");
 
     // And the other way: the TLS client publishes, a TCP subscriber receives.
-    let mut subscriber = tcp_client(tcp, "tcp-subscriber").await;
-    subscriber.subscribe("back/#").await;
+    let mut subscriber = Raw::v311(tcp, "tcp-subscriber").await;
+    subscriber.subscribe_code("back/#", QoS::AtMostOnce).await;
     client.publish("back/1", rumqttc::QoS::AtLeastOnce, false, "from TLS").await.unwrap();
-    let received = tokio::spawn(async move { subscriber.recv_publish().await });
+    let received = tokio::spawn(async move { topic_payload(subscriber.recv_publish().await) });
     within("PUBACK over TLS", async {
         loop {
             if let Event::Incoming(Incoming::PubAck(_)) = eventloop.poll().await.unwrap() {
@@ -94,7 +95,7 @@ async fn client_certificate_subject_reaches_the_validator_and_untrusted_ones_are
 
     // A trusted client certificate: connected, subject "CN=device-1".
     let stream = tls_connect(tls, client_config(&pki.ca, BOTH, Some(&pki.client))).await.expect("handshake");
-    let mut client = Client::connect(stream, ProtocolVersion::V5, "device-1").await;
+    let mut client = Raw::connect_over(stream, Connect::new(ProtocolVersion::V5, "device-1")).await.0;
     client.ping().await;
     assert_eq!(seen.lock().unwrap().as_slice(), &[Some("CN=device-1".to_owned())]);
 
@@ -103,12 +104,15 @@ async fn client_certificate_subject_reaches_the_validator_and_untrusted_ones_are
     for leaf in [Some(&pki.rogue), None] {
         let refused = match tls_connect(tls, client_config(&pki.ca, BOTH, leaf)).await {
             Err(_) => true,
-            Ok(stream) => Client::new(stream, ProtocolVersion::V5).connect_code("intruder").await.is_none(),
+            Ok(stream) => Raw::over(stream, ProtocolVersion::V5)
+                .try_handshake(Connect::new(ProtocolVersion::V5, "intruder"))
+                .await
+                .is_none(),
         };
         assert!(refused, "client certificate {:?} must be refused", leaf.map(|_| "rogue"));
     }
     // Plain TCP clients never carry a certificate.
-    tcp_client(tcp, "tcp-client").await.ping().await;
+    Raw::v311(tcp, "tcp-client").await.ping().await;
     assert_eq!(seen.lock().unwrap().as_slice(), &[Some("CN=device-1".to_owned()), None]);
     client.ping().await;
     server.stop().await;
@@ -161,10 +165,10 @@ async fn tls_versions_are_enforced() {
 
     let stream = tls_connect(tls12, v12).await.expect("1.2 handshake");
     assert_eq!(stream.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
-    Client::connect(stream, ProtocolVersion::V3_1_1, "v12").await.ping().await;
+    Raw::connect_over(stream, Connect::new(ProtocolVersion::V3_1_1, "v12")).await.0.ping().await;
     let stream = tls_connect(tls13, v13).await.expect("1.3 handshake");
     assert_eq!(stream.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
-    Client::connect(stream, ProtocolVersion::V3_1_1, "v13").await.ping().await;
+    Raw::connect_over(stream, Connect::new(ProtocolVersion::V3_1_1, "v13")).await.0.ping().await;
     server12.stop().await;
     server13.stop().await;
 }
@@ -212,7 +216,7 @@ async fn pkcs12_identity_modern_and_legacy() {
         let (server, _, tls) = start(TlsOptions::pkcs12(&p12, "s3cret"), ServerOptions::builder()).await;
         let stream =
             tls_connect(tls, client_config(&pki.ca, BOTH, None)).await.expect("handshake with PKCS#12 identity");
-        Client::connect(stream, ProtocolVersion::V3_1_1, name).await.ping().await;
+        Raw::connect_over(stream, Connect::new(ProtocolVersion::V3_1_1, name)).await.0.ping().await;
         server.stop().await;
 
         // A wrong password: an error naming the file, from check() and from Server::start.
@@ -261,8 +265,8 @@ async fn plain_tcp_and_silent_sockets_on_the_tls_port_affect_no_one_else() {
     let tls = TlsOptions::pem(&pki.cert_file, &pki.key_file).with_handshake_timeout(Duration::from_millis(300));
     let (server, _, tls) = start(tls, ServerOptions::builder()).await;
     let stream = tls_connect(tls, client_config(&pki.ca, BOTH, None)).await.unwrap();
-    let mut good = Client::connect(stream, ProtocolVersion::V5, "good").await;
-    good.subscribe("t/#").await;
+    let mut good = Raw::connect_over(stream, Connect::new(ProtocolVersion::V5, "good")).await.0;
+    good.subscribe_code("t/#", QoS::AtMostOnce).await;
 
     // MQTT CONNECT in clear text on the TLS port: the connection is closed.
     let mut plain = TcpStream::connect(tls).await.unwrap();
@@ -290,8 +294,8 @@ async fn plain_tcp_and_silent_sockets_on_the_tls_port_affect_no_one_else() {
     assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
 
     // The TLS client did not notice.
-    good.publish("t/1", b"still here").await;
-    let (topic, payload) = good.recv_publish().await;
+    good.publish0("t/1", b"still here").await;
+    let (topic, payload) = topic_payload(good.recv_publish().await);
     assert_eq!((topic.as_str(), &payload[..]), ("t/1", &b"still here"[..]));
     server.stop().await;
 }
@@ -301,8 +305,8 @@ async fn reloading_certificates_keeps_connected_clients() {
     let pki = Pki::new();
     let (server, _, tls) = start(TlsOptions::pem(&pki.cert_file, &pki.key_file), ServerOptions::builder()).await;
     let stream = tls_connect(tls, client_config(&pki.ca, BOTH, None)).await.unwrap();
-    let mut old = Client::connect(stream, ProtocolVersion::V3_1_1, "before-reload").await;
-    old.subscribe("r/#").await;
+    let mut old = Raw::connect_over(stream, Connect::new(ProtocolVersion::V3_1_1, "before-reload")).await.0;
+    old.subscribe_code("r/#", QoS::AtMostOnce).await;
 
     // A broken file: the reload fails, naming it, and the old certificate stays in use.
     std::fs::write(&pki.key_file, "not a key").unwrap();
@@ -318,15 +322,18 @@ async fn reloading_certificates_keeps_connected_clients() {
     assert_eq!(server.reload_tls().unwrap(), 1);
 
     let stream = tls_connect(tls, client_config(&new_ca, BOTH, None)).await.expect("new certificate served");
-    let mut new = Client::connect(stream, ProtocolVersion::V3_1_1, "after-reload").await;
+    let mut new = Raw::connect_over(stream, Connect::new(ProtocolVersion::V3_1_1, "after-reload")).await.0;
     let refused = match tls_connect(tls, client_config(&pki.ca, BOTH, None)).await {
         Err(_) => true,
-        Ok(stream) => Client::new(stream, ProtocolVersion::V3_1_1).connect_code("x").await.is_none(),
+        Ok(stream) => Raw::over(stream, ProtocolVersion::V3_1_1)
+            .try_handshake(Connect::new(ProtocolVersion::V3_1_1, "x"))
+            .await
+            .is_none(),
     };
     assert!(refused, "the old CA no longer matches");
 
-    new.publish("r/1", b"after reload").await;
-    let (topic, payload) = old.recv_publish().await;
+    new.publish0("r/1", b"after reload").await;
+    let (topic, payload) = topic_payload(old.recv_publish().await);
     assert_eq!((topic.as_str(), &payload[..]), ("r/1", &b"after reload"[..]));
     server.stop().await;
 }

@@ -97,7 +97,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsClient<S> {
 
     async fn recv_publish(&mut self) -> (String, Bytes) {
         match self.recv().await {
-            Packet::Publish(p) => (p.topic.to_string(), p.payload),
+            Packet::Publish(p) => topic_payload(p),
             other => panic!("expected PUBLISH, got {other:?}"),
         }
     }
@@ -136,13 +136,13 @@ async fn websocket_clients_exchange_messages_with_tcp_clients() {
     assert!(matches!(client.recv().await, Packet::SubAck(_)));
 
     // Several packets in one frame, and one packet split across many frames, from the broker's view.
-    let mut tcp_client = tcp_client(tcp, "tcp-1").await;
-    tcp_client.subscribe("to-tcp/#").await;
+    let mut tcp_client = Raw::v311(tcp, "tcp-1").await;
+    tcp_client.subscribe_code("to-tcp/#", corvid::QoS::AtMostOnce).await;
     client.send_chunked(&[publish_packet("to-tcp/a", b"one"), publish_packet("to-tcp/b", &[7u8; 3000])], 1000).await;
-    assert_eq!(tcp_client.recv_publish().await, ("to-tcp/a".to_owned(), Bytes::from_static(b"one")));
-    assert_eq!(tcp_client.recv_publish().await, ("to-tcp/b".to_owned(), Bytes::from(vec![7u8; 3000])));
+    assert_eq!(topic_payload(tcp_client.recv_publish().await), ("to-tcp/a".to_owned(), Bytes::from_static(b"one")));
+    assert_eq!(topic_payload(tcp_client.recv_publish().await), ("to-tcp/b".to_owned(), Bytes::from(vec![7u8; 3000])));
 
-    tcp_client.publish("from-tcp/x", b"to the browser").await;
+    tcp_client.publish0("from-tcp/x", b"to the browser").await;
     assert_eq!(client.recv_publish().await, ("from-tcp/x".to_owned(), Bytes::from_static(b"to the browser")));
 
     // WebSocket ping is answered with pong.
@@ -257,16 +257,16 @@ async fn websocket_over_tls() {
     assert_eq!(protocol.as_deref(), Some("mqtt"));
     let mut client = exchange(ws, ProtocolVersion::V5, "wss-1").await;
 
-    let mut tcp = tcp_client(addrs[0], "tcp-2").await;
+    let mut tcp = Raw::v311(addrs[0], "tcp-2").await;
     client.send_chunked(&[subscribe_packet(9, "secure/#", corvid::QoS::AtMostOnce)], 4).await;
     assert!(matches!(client.recv().await, Packet::SubAck(_)));
-    tcp.publish("secure/1", b"over wss").await;
+    tcp.publish0("secure/1", b"over wss").await;
     assert_eq!(client.recv_publish().await, ("secure/1".to_owned(), Bytes::from_static(b"over wss")));
 
     // Plain WebSocket on the TLS port fails without harm.
     let stream = TcpStream::connect(wss).await.unwrap();
     assert!(ws_open(stream, wss, "/mqtt", "mqtt").await.is_err());
-    tcp.publish("secure/2", b"still fine").await;
+    tcp.publish0("secure/2", b"still fine").await;
     assert_eq!(client.recv_publish().await, ("secure/2".to_owned(), Bytes::from_static(b"still fine")));
     server.stop().await;
 }

@@ -1,35 +1,30 @@
 //! Helpers of the transport tests: certificates made with rcgen in a temporary directory, rustls client
-//! configurations, and a small MQTT client over any byte stream. Every wait is bounded.
+//! configurations, packets to send as bytes, and from `tests/support` the raw MQTT client (over any byte stream)
+//! with a 5 s bound on every wait.
 
 #![allow(dead_code)]
 
-use bytes::{Bytes, BytesMut};
-use corvid::protocol::{
-    Connect, Packet, PacketId, Publish, QoS, Subscribe, SubscribeProperties, SubscriptionOptions, TopicFilter,
-    TopicName, decode, encode,
-};
-use corvid::{ProtocolVersion, ReasonCode};
+use bytes::Bytes;
+use corvid::ProtocolVersion;
+use corvid::protocol::{Packet, Publish, QoS, Subscribe, SubscribeProperties, SubscriptionOptions};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The longest any single wait in a test may take.
 pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
-/// Awaits `fut`, failing the test if it takes longer than [`WAIT`].
-pub(crate) async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(WAIT, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out waiting for {what}"),
-    }
-}
+#[path = "../support/mod.rs"]
+mod support;
+
+// Not every transport test uses each of these.
+#[allow(unused_imports)]
+pub(crate) use support::{Raw, packet_bytes, within};
 
 /// A temporary directory, removed on drop.
 pub(crate) struct TempDir(pub(crate) PathBuf);
@@ -179,122 +174,28 @@ pub(crate) async fn tls_connect(
     within("TLS handshake", connector.connect(name, tcp)).await
 }
 
-pub(crate) fn topic(name: &str) -> TopicName {
-    TopicName::new(name.to_owned()).unwrap()
-}
-
-/// The bytes of a packet.
-pub(crate) fn packet_bytes(packet: &Packet, version: ProtocolVersion) -> BytesMut {
-    let mut buf = BytesMut::new();
-    encode(packet, version, &mut buf).unwrap();
-    buf
-}
-
+/// A clean client's CONNECT ([`support::connect_packet`]), as a packet.
 pub(crate) fn connect_packet(version: ProtocolVersion, client_id: &str) -> Packet {
-    Packet::Connect(Box::new(Connect::new(version, client_id.to_owned())))
+    Packet::Connect(Box::new(support::connect_packet(version, client_id)))
 }
 
+/// A SUBSCRIBE to one filter.
 pub(crate) fn subscribe_packet(id: u16, filter: &str, qos: QoS) -> Packet {
     Packet::Subscribe(Subscribe {
-        packet_id: PacketId::new(id).unwrap(),
-        filters: vec![(TopicFilter::new(filter.to_owned()).unwrap(), SubscriptionOptions::qos(qos))],
+        packet_id: support::pid(id),
+        filters: vec![(support::filter(filter), SubscriptionOptions::qos(qos))],
         properties: SubscribeProperties::default(),
     })
 }
 
+/// A QoS 0 PUBLISH ([`support::publish_packet`]), as a packet.
 pub(crate) fn publish_packet(t: &str, payload: &[u8]) -> Packet {
-    Packet::Publish(Publish::new(topic(t), Bytes::copy_from_slice(payload), QoS::AtMostOnce))
+    Packet::Publish(support::publish_packet(t, payload, QoS::AtMostOnce, 0))
 }
 
-/// An MQTT client over any byte stream.
-pub(crate) struct Client<S> {
-    pub(crate) stream: S,
-    rbuf: BytesMut,
-    pub(crate) version: ProtocolVersion,
-    next_id: u16,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
-    pub(crate) fn new(stream: S, version: ProtocolVersion) -> Self {
-        Self { stream, rbuf: BytesMut::new(), version, next_id: 1 }
-    }
-
-    pub(crate) async fn send(&mut self, packet: &Packet) {
-        let bytes = packet_bytes(packet, self.version);
-        within("write", async {
-            self.stream.write_all(&bytes).await.unwrap();
-            self.stream.flush().await.unwrap();
-        })
-        .await;
-    }
-
-    /// The next packet, or `None` if the connection closed.
-    pub(crate) async fn recv(&mut self) -> Option<Packet> {
-        within("a packet", async {
-            loop {
-                if let Some(p) = decode(&mut self.rbuf, self.version, u32::MAX).unwrap() {
-                    return Some(p);
-                }
-                match self.stream.read_buf(&mut self.rbuf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-    }
-
-    /// CONNECT, asserting a successful CONNACK.
-    pub(crate) async fn connect(stream: S, version: ProtocolVersion, client_id: &str) -> Self {
-        let mut client = Self::new(stream, version);
-        assert_eq!(client.connect_code(client_id).await, Some(ReasonCode::Success));
-        client
-    }
-
-    /// Sends CONNECT; the CONNACK's reason code, or `None` if the connection closed.
-    pub(crate) async fn connect_code(&mut self, client_id: &str) -> Option<ReasonCode> {
-        self.send(&connect_packet(self.version, client_id)).await;
-        match self.recv().await? {
-            Packet::ConnAck(ack) => Some(ack.reason_code),
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-    }
-
-    pub(crate) async fn subscribe(&mut self, filter: &str) {
-        self.next_id += 1;
-        self.send(&subscribe_packet(self.next_id, filter, QoS::AtMostOnce)).await;
-        match self.recv().await {
-            Some(Packet::SubAck(_)) => {}
-            other => panic!("expected SUBACK, got {other:?}"),
-        }
-    }
-
-    pub(crate) async fn publish(&mut self, t: &str, payload: &[u8]) {
-        self.send(&publish_packet(t, payload)).await;
-    }
-
-    /// The next PUBLISH: topic and payload.
-    pub(crate) async fn recv_publish(&mut self) -> (String, Bytes) {
-        match self.recv().await {
-            Some(Packet::Publish(p)) => (p.topic.to_string(), p.payload),
-            other => panic!("expected PUBLISH, got {other:?}"),
-        }
-    }
-
-    /// PINGREQ and PINGRESP: the connection works.
-    pub(crate) async fn ping(&mut self) {
-        self.send(&Packet::PingReq).await;
-        match self.recv().await {
-            Some(Packet::PingResp) => {}
-            other => panic!("expected PINGRESP, got {other:?}"),
-        }
-    }
-}
-
-/// Plain TCP MQTT 3.1.1 client, connected.
-pub(crate) async fn tcp_client(addr: std::net::SocketAddr, client_id: &str) -> Client<TcpStream> {
-    let stream = within("TCP connect", TcpStream::connect(addr)).await.unwrap();
-    Client::connect(stream, ProtocolVersion::V3_1_1, client_id).await
+/// A PUBLISH's topic and payload.
+pub(crate) fn topic_payload(p: Publish) -> (String, Bytes) {
+    (p.topic.to_string(), p.payload)
 }
 
 /// Whether `path` exists as an executable on PATH.
