@@ -82,14 +82,20 @@ async fn rumqttc_over_tls_exchanges_messages_with_a_tcp_client() {
     server.stop().await;
 }
 
+/// Options whose connection validator records each client's certificate subject.
+fn subject_recorder() -> (Arc<Mutex<Vec<Option<String>>>>, corvid::ServerOptionsBuilder) {
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let record = seen.clone();
+    let builder = ServerOptions::builder().with_connection_validator(move |c| {
+        record.lock().unwrap().push(c.client_certificate_subject.clone());
+    });
+    (seen, builder)
+}
+
 #[tokio::test]
 async fn client_certificate_subject_reaches_the_validator_and_untrusted_ones_are_refused() {
     let pki = Pki::new();
-    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let seen2 = seen.clone();
-    let builder = ServerOptions::builder().with_connection_validator(move |c| {
-        seen2.lock().unwrap().push(c.client_certificate_subject.clone());
-    });
+    let (seen, builder) = subject_recorder();
     let tls = TlsOptions::pem(&pki.cert_file, &pki.key_file).with_client_ca(&pki.client_ca_file);
     let (server, tcp, tls) = start(tls, builder).await;
 
@@ -121,21 +127,17 @@ async fn client_certificate_subject_reaches_the_validator_and_untrusted_ones_are
 #[tokio::test]
 async fn optional_client_certificates_let_clients_without_one_in_and_still_refuse_untrusted_ones() {
     let pki = Pki::new();
-    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let seen2 = seen.clone();
-    let builder = ServerOptions::builder().with_connection_validator(move |c| {
-        seen2.lock().unwrap().push(c.client_certificate_subject.clone());
-    });
+    let (seen, builder) = subject_recorder();
     let tls = TlsOptions::pem(&pki.cert_file, &pki.key_file).with_optional_client_ca(&pki.client_ca_file);
     assert!(!tls.client_certificate_required);
     let (server, _tcp, tls) = start(tls, builder).await;
 
     // A trusted certificate: its subject reaches the validator.
     let stream = tls_connect(tls, client_config(&pki.ca, BOTH, Some(&pki.client))).await.expect("handshake");
-    let mut with_cert = Client::connect(stream, ProtocolVersion::V5, "device-1").await;
+    let mut with_cert = Raw::connect_over(stream, Connect::new(ProtocolVersion::V5, "device-1")).await.0;
     // No certificate: connected, no subject.
     let stream = tls_connect(tls, client_config(&pki.ca, BOTH, None)).await.expect("handshake");
-    let mut without = Client::connect(stream, ProtocolVersion::V5, "password-user").await;
+    let mut without = Raw::connect_over(stream, Connect::new(ProtocolVersion::V5, "password-user")).await.0;
     with_cert.ping().await;
     without.ping().await;
     assert_eq!(seen.lock().unwrap().as_slice(), &[Some("CN=device-1".to_owned()), None]);
@@ -143,7 +145,10 @@ async fn optional_client_certificates_let_clients_without_one_in_and_still_refus
     // A certificate from another CA is still refused.
     let refused = match tls_connect(tls, client_config(&pki.ca, BOTH, Some(&pki.rogue))).await {
         Err(_) => true,
-        Ok(stream) => Client::new(stream, ProtocolVersion::V5).connect_code("intruder").await.is_none(),
+        Ok(stream) => Raw::over(stream, ProtocolVersion::V5)
+            .try_handshake(Connect::new(ProtocolVersion::V5, "intruder"))
+            .await
+            .is_none(),
     };
     assert!(refused, "an untrusted client certificate must be refused");
     assert_eq!(seen.lock().unwrap().len(), 2);
