@@ -2,10 +2,10 @@
 //!
 //! [`decode`] takes whatever bytes have arrived: a partial packet (it answers `Ok(None)` and waits), one packet, or
 //! many (call it again). The packet size is checked against the limit from the fixed header alone, before the body
-//! is buffered. PUBLISH topics, properties and payloads come out as slices of the read buffer, with no copy. CONNECT,
-//! SUBSCRIBE and UNSUBSCRIBE are decoded from a copy of exactly their size: a server keeps their strings (client
-//! identifier, user name, will, topic filters) as long as the session lives, and a slice would keep the whole read
-//! buffer alive with them.
+//! is buffered. PUBLISH topics, properties and payloads come out as slices of the read buffer, with no copy. The
+//! strings and binary fields of CONNECT, SUBSCRIBE and UNSUBSCRIBE are copies of exactly their size: a server keeps
+//! them (client identifier, user name, will, topic filters) as long as the session lives, and a slice would keep
+//! the whole read buffer alive with them (a copy of the whole packet, its headers and the strings not kept).
 
 use crate::error::DecodeError;
 use crate::packet::{
@@ -81,15 +81,7 @@ pub fn decode(
         let frame = buf.split_to(size).freeze();
         return publish(frame, header_len, first & 0x0F, version.is_v5());
     }
-    let frame = if matches!(packet_type, PacketType::Connect | PacketType::Subscribe | PacketType::Unsubscribe) {
-        // What these carry (client identifier, user name, will, topic filters) lives as long as the session: it
-        // gets its own allocation of the packet's size rather than keeping the whole read buffer alive.
-        let frame = Bytes::copy_from_slice(&buf[..size]);
-        buf.advance(size);
-        frame
-    } else {
-        buf.split_to(size).freeze()
-    };
+    let frame = buf.split_to(size).freeze();
     decode_frame(&frame, packet_type, first & 0x0F, header_len, version).map(Some)
 }
 
@@ -152,7 +144,12 @@ fn decode_frame(
     version: ProtocolVersion,
 ) -> Result<Packet, DecodeError> {
     let v5 = version.is_v5();
-    let mut r = Reader::new(frame, header_len);
+    let mut r = if matches!(packet_type, PacketType::Connect | PacketType::Subscribe | PacketType::Unsubscribe) {
+        // What these carry (client identifier, user name, will, topic filters) lives as long as the session.
+        Reader::detaching(frame, header_len)
+    } else {
+        Reader::new(frame, header_len)
+    };
     let packet = match packet_type {
         // `decode` calls `publish` itself, so that the payload can take the frame; this arm keeps the match whole.
         PacketType::Publish => {
@@ -486,5 +483,37 @@ mod tests {
         let ptr = buf.as_ptr();
         assert_eq!(decode(&mut buf, ProtocolVersion::V5, 1 << 20), Ok(None));
         assert_eq!(buf.as_ptr(), ptr);
+    }
+
+    #[test]
+    fn kept_strings_are_copies_of_their_own_and_publish_copies_nothing() {
+        let mut buf = BytesMut::with_capacity(256);
+        // CONNECT 3.1.1, client "c1", will "w/t" -> "bye", user "u", password "p".
+        buf.put_slice(&[0x10, 0x1E, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0xC6, 0x00, 0x3C]);
+        buf.put_slice(&[0x00, 0x02, b'c', b'1', 0x00, 0x03, b'w', b'/', b't', 0x00, 0x03, b'b', b'y', b'e']);
+        buf.put_slice(&[0x00, 0x01, b'u', 0x00, 0x01, b'p']);
+        // SUBSCRIBE "a/+" QoS 1, UNSUBSCRIBE "a/+", PUBLISH "a/b" "hi".
+        buf.put_slice(&[0x82, 0x08, 0x00, 0x01, 0x00, 0x03, b'a', b'/', b'+', 0x01]);
+        buf.put_slice(&[0xA2, 0x07, 0x00, 0x02, 0x00, 0x03, b'a', b'/', b'+']);
+        buf.put_slice(&[0x30, 0x07, 0x00, 0x03, b'a', b'/', b'b', b'h', b'i']);
+        let start = buf.as_ptr() as usize;
+        let in_buffer = |p: *const u8| (start..start + 256).contains(&(p as usize));
+        let v = ProtocolVersion::V3_1_1;
+        let Ok(Some(Packet::Connect(c))) = decode(&mut buf, v, 1024) else { panic!("no CONNECT") };
+        let will = c.will.as_ref().expect("a will");
+        let username = c.username.as_ref().expect("a user name");
+        let password = c.password.as_ref().expect("a password");
+        assert_eq!((&*c.client_id, &*will.topic, &will.payload[..]), ("c1", "w/t", &b"bye"[..]));
+        // Each its own allocation: no other field, no packet copy and no read buffer shares it.
+        let kept = [c.client_id.as_bytes(), will.topic.as_byte_string().as_bytes(), &will.payload];
+        for bytes in kept.into_iter().chain([username.as_bytes(), password]) {
+            assert!(bytes.is_unique() && !in_buffer(bytes.as_ptr()));
+        }
+        let Ok(Some(Packet::Subscribe(s))) = decode(&mut buf, v, 1024) else { panic!("no SUBSCRIBE") };
+        assert!(s.filters[0].0.as_byte_string().as_bytes().is_unique());
+        let Ok(Some(Packet::Unsubscribe(u))) = decode(&mut buf, v, 1024) else { panic!("no UNSUBSCRIBE") };
+        assert!(u.filters[0].as_byte_string().as_bytes().is_unique());
+        let Ok(Some(Packet::Publish(p))) = decode(&mut buf, v, 1024) else { panic!("no PUBLISH") };
+        assert!(in_buffer(p.topic.as_ptr()) && in_buffer(p.payload.as_ptr()));
     }
 }

@@ -7,16 +7,23 @@ use bytestring::ByteString;
 /// The largest value a variable byte integer holds (four bytes).
 pub(crate) const MAX_VARINT: u32 = 268_435_455;
 
-/// Reads fields from one packet body, slicing `Bytes` without copying.
+/// Reads fields from one packet body, slicing `Bytes` without copying (or, [`Reader::detaching`], copying each
+/// string and binary field into an allocation of its own).
 pub(crate) struct Reader<'a> {
     buf: &'a Bytes,
     pos: usize,
     end: usize,
+    detach: bool,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a Bytes, pos: usize) -> Self {
-        Self { buf, pos, end: buf.len() }
+        Self { buf, pos, end: buf.len(), detach: false }
+    }
+
+    /// A reader whose strings and binary fields are copies of exactly their size, holding nothing of `buf`.
+    pub(crate) fn detaching(buf: &'a Bytes, pos: usize) -> Self {
+        Self { detach: true, ..Self::new(buf, pos) }
     }
 
     pub(crate) fn remaining(&self) -> usize {
@@ -32,7 +39,7 @@ impl<'a> Reader<'a> {
         if len > self.remaining() {
             return Err(DecodeError::Truncated);
         }
-        let sub = Reader { buf: self.buf, pos: self.pos, end: self.pos + len };
+        let sub = Reader { buf: self.buf, pos: self.pos, end: self.pos + len, detach: self.detach };
         self.pos += len;
         Ok(sub)
     }
@@ -83,12 +90,13 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    /// The next `len` bytes, as a slice of the packet's buffer.
+    /// The next `len` bytes, as a slice of the packet's buffer (a copy when detaching).
     pub(crate) fn bytes(&mut self, len: usize) -> Result<Bytes, DecodeError> {
         if len > self.remaining() {
             return Err(DecodeError::Truncated);
         }
-        let b = self.buf.slice(self.pos..self.pos + len);
+        let range = self.pos..self.pos + len;
+        let b = if self.detach { Bytes::copy_from_slice(&self.buf[range]) } else { self.buf.slice(range) };
         self.pos += len;
         Ok(b)
     }

@@ -1,6 +1,7 @@
 //! The `corvid` MQTT broker server.
 
 mod acl;
+mod allocator;
 mod config;
 mod listeners;
 mod metrics;
@@ -24,12 +25,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-
-/// The broker allocates each message on the publisher's thread and frees it on the subscriber's; mimalloc does that
-/// without the lock the system allocator takes (fan-in 1.4x, BENCHMARKS.md "Allocator").
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Corvid: an MQTT 3.1, 3.1.1 and 5.0 broker.
 #[derive(Debug, Parser)]
@@ -138,7 +133,11 @@ fn main() -> ExitCode {
         log_filter,
     };
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(allocator::on_worker_idle)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -267,6 +266,7 @@ async fn run(
     let mut signals = Signals::new()?;
     let kinds: Vec<&'static str> = options.endpoints.iter().map(Endpoint::kind).collect();
     let server = Server::start(options).await.context("cannot start")?;
+    tokio::spawn(allocator::watch(tokio::runtime::Handle::current()));
     let started = Instant::now();
     for (addr, kind) in server.local_addrs().iter().zip(kinds) {
         tracing::info!(%addr, transport = kind, "listening for MQTT");
