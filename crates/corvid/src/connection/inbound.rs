@@ -29,7 +29,8 @@ where
                 self.on_unsubscribe(unsubscribe).await;
                 Ok(())
             }
-            Packet::Auth(auth) => self.on_auth(auth).await,
+            // Boxed: rare, and its hook context would otherwise grow the future every hooked packet allocates.
+            Packet::Auth(auth) => Box::pin(self.on_auth(auth)).await,
             other => self.handle_control_packet(other),
         }
     }
