@@ -500,9 +500,9 @@ mod tests {
         let in_buffer = |p: *const u8| (start..start + 256).contains(&(p as usize));
         let v = ProtocolVersion::V3_1_1;
         let Ok(Some(Packet::Connect(c))) = decode(&mut buf, v, 1024) else { panic!("no CONNECT") };
-        let will = c.will.as_ref().expect("a will");
-        let username = c.username.as_ref().expect("a user name");
-        let password = c.password.as_ref().expect("a password");
+        let (Some(will), Some(username), Some(password)) = (&c.will, &c.username, &c.password) else {
+            panic!("CONNECT without its will, user name or password")
+        };
         assert_eq!((&*c.client_id, &*will.topic, &will.payload[..]), ("c1", "w/t", &b"bye"[..]));
         // Each its own allocation: no other field, no packet copy and no read buffer shares it.
         let kept = [c.client_id.as_bytes(), will.topic.as_byte_string().as_bytes(), &will.payload];

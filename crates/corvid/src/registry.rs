@@ -495,7 +495,7 @@ mod tests {
     }
 
     fn control() -> Arc<ConnControl> {
-        let info = ConnInfo::new("127.0.0.1:1".parse().unwrap(), None);
+        let info = ConnInfo::new(std::net::SocketAddr::from(([127, 0, 0, 1], 1)), None);
         Arc::new(ConnControl::new(info, ProtocolVersion::V5))
     }
 
