@@ -182,6 +182,11 @@ impl ReasonCode {
         }
     }
 
+    /// This code if a packet of type `packet` may carry it, else `fallback`.
+    pub fn or_if_invalid_in(self, packet: PacketType, fallback: ReasonCode) -> ReasonCode {
+        if self.valid_in(packet) { self } else { fallback }
+    }
+
     /// The MQTT 3.1 / 3.1.1 CONNACK return code that carries the same meaning.
     pub fn connack_return_code(self) -> u8 {
         match self {
@@ -320,6 +325,9 @@ mod tests {
         assert!(!ReasonCode::SessionTakenOver.valid_in(PacketType::ConnAck));
         assert!(ReasonCode::GrantedQoS2.valid_in(PacketType::SubAck));
         assert!(!ReasonCode::GrantedQoS2.valid_in(PacketType::UnsubAck));
+        let fallback = ReasonCode::UnspecifiedError;
+        assert_eq!(ReasonCode::Banned.or_if_invalid_in(PacketType::ConnAck, fallback), ReasonCode::Banned);
+        assert_eq!(ReasonCode::Banned.or_if_invalid_in(PacketType::Disconnect, fallback), fallback);
     }
 
     #[test]

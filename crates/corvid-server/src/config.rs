@@ -226,18 +226,25 @@ impl Rejected {
 /// The line (1-based) of `key` in the `index`-th `[table]` or `[[table]]` of `text`, or of that table's header
 /// when `key` is `None`.
 fn line_of(text: &str, table: &str, index: usize, key: Option<&str>) -> Option<usize> {
-    let header = |line: &str| {
-        let line = line.split('#').next().unwrap_or("").trim();
-        line.starts_with('[').then(|| line.trim_start_matches('[').trim_end_matches(']').trim().to_owned())
-    };
     let lines: Vec<&str> = text.lines().collect();
-    let start = lines.iter().enumerate().filter(|(_, l)| header(l).as_deref() == Some(table)).nth(index)?.0;
+    let start = lines.iter().enumerate().filter(|(_, l)| table_header(l) == Some(table)).nth(index)?.0;
     let Some(key) = key else { return Some(start + 1) };
     lines[start + 1..]
         .iter()
-        .take_while(|l| header(l).is_none())
-        .position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim().trim_matches('"') == key))
+        .take_while(|l| table_header(l).is_none())
+        .position(|l| key_of(l) == Some(key))
         .map(|i| start + 2 + i)
+}
+
+/// The table a `[table]` or `[[table]]` line opens (comments aside).
+fn table_header(line: &str) -> Option<&str> {
+    let line = line.split('#').next().unwrap_or("").trim();
+    line.starts_with('[').then(|| line.trim_start_matches('[').trim_end_matches(']').trim())
+}
+
+/// The key a `key = value` line sets.
+fn key_of(line: &str) -> Option<&str> {
+    line.split_once('=').map(|(k, _)| k.trim().trim_matches('"'))
 }
 
 /// "line L, column C, key `table.key`: message", from the parser's span.
@@ -256,14 +263,8 @@ fn describe(error: &toml::de::Error, text: &str) -> String {
 /// The dotted key defined on line `line` (1-based): the nearest `[table]` or `[[table]]` above, then the key.
 fn key_at(text: &str, line: usize) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
-    let this = lines.get(line.checked_sub(1)?)?.trim();
-    let key = this.split_once('=').map(|(k, _)| k.trim().trim_matches('"'))?;
-    let table = lines[..line - 1]
-        .iter()
-        .rev()
-        .map(|l| l.trim())
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_start_matches('[').trim_end_matches(']').trim().to_owned());
+    let key = key_of(lines.get(line.checked_sub(1)?)?)?;
+    let table = lines[..line - 1].iter().rev().find_map(|l| table_header(l));
     Some(match table {
         Some(table) if !table.is_empty() => format!("{table}.{key}"),
         _ => key.to_owned(),

@@ -139,7 +139,7 @@ where
             }
             AuthDecision::Success(data) => (None, auth_packet(ReasonCode::Success, &method, data)),
             AuthDecision::Fail(code) => {
-                let code = if code.valid_in(PacketType::Disconnect) { code } else { ReasonCode::NotAuthorized };
+                let code = code.or_if_invalid_in(PacketType::Disconnect, ReasonCode::NotAuthorized);
                 tracing::info!(client_id = %self.client_id(), remote = %self.remote(), %code, "re-authentication failed");
                 return Err(self.violation(code, "re-authentication failed"));
             }

@@ -109,8 +109,9 @@ where
                 .await;
             let code = match decision {
                 // PUBACK and PUBREC take the same codes.
-                PublishDecision::Refuse(code) if code.valid_in(PacketType::PubAck) => code,
-                PublishDecision::Refuse(_) => ReasonCode::UnspecifiedError,
+                PublishDecision::Refuse(code) => {
+                    code.or_if_invalid_in(PacketType::PubAck, ReasonCode::UnspecifiedError)
+                }
                 _ => ReasonCode::Success,
             };
             self.wait_for(published.wait_for);

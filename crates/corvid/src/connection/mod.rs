@@ -306,7 +306,8 @@ fn drive_tcp(
 /// `code` if a packet of type `packet` may carry it as a refusal, else "unspecified error": a code an application
 /// chose never makes a packet the client cannot parse.
 pub(super) fn refusal(code: ReasonCode, packet: PacketType) -> ReasonCode {
-    if code.is_error() && code.valid_in(packet) { code } else { ReasonCode::UnspecifiedError }
+    let fallback = ReasonCode::UnspecifiedError;
+    if code.is_error() { code.or_if_invalid_in(packet, fallback) } else { fallback }
 }
 
 /// A connection taken apart from its stream (see [`Connection::detach`]).
@@ -580,7 +581,7 @@ where
     fn send_disconnect(&mut self, code: ReasonCode, reason: Option<String>) {
         if self.version.is_v5() {
             // A code only CONNACK or an acknowledgement may carry (an application's choice) is unspecified here.
-            let code = if code.valid_in(PacketType::Disconnect) { code } else { ReasonCode::UnspecifiedError };
+            let code = code.or_if_invalid_in(PacketType::Disconnect, ReasonCode::UnspecifiedError);
             let mut d = Disconnect::new(code);
             if self.problem_information {
                 d.properties.reason_string = reason.map(ByteString::from);
