@@ -4,7 +4,7 @@
 //! A connection is idle when no byte went either way for [`crate::Limits::park_idle_after`] and it has nothing
 //! queued, nothing in flight, no partial packet and nothing unwritten. The keep-alive sweep asks it to park (see
 //! [`crate::registry::ConnControl`]); the connection's task, if it agrees, turns into a [`Parked`] record: the socket
-//! goes from the runtime's poller to the lot's own (one `epoll` instance, waited on by one thread of the server),
+//! goes from the runtime's poller to the lot's own (one `epoll` instance, itself watched by the runtime's poller),
 //! and the record becomes the waker of the session's queue and of the connection's control block.
 //!
 //! Whichever comes first resumes it in a new task, exactly once: the socket turning readable (a packet, or the
@@ -20,6 +20,8 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Wake, Waker};
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
 
 /// The poller token of the lot's stop signal.
 const STOP: Token = Token(usize::MAX);
@@ -28,9 +30,9 @@ const STOP: Token = Token(usize::MAX);
 pub(crate) struct ParkingLot {
     /// Registers sockets with the poller, from any thread.
     registry: mio::Registry,
-    /// Wakes the lot's thread to stop.
+    /// Wakes the lot's task to stop.
     stop: mio::Waker,
-    /// The poller, until the lot's thread takes it.
+    /// The poller, until the lot's task takes it.
     poll: Mutex<Option<mio::Poll>>,
     /// The parked connections by poller token.
     slots: Mutex<Slots>,
@@ -109,7 +111,7 @@ impl ParkingLot {
         }
     }
 
-    /// Stops the lot's thread (it resumes every parked connection).
+    /// Stops the lot's task (it resumes every parked connection).
     pub(crate) fn stop(&self) {
         self.closed.store(true, Ordering::Relaxed);
         if self.stop.wake().is_err() {
@@ -185,39 +187,74 @@ impl Wake for Parked {
     }
 }
 
-/// Starts the lot's thread, which resumes the parked connections whose sockets turn readable until the server
-/// stops (which resumes every parked connection through its control block, to end it). Must run in the runtime the
+/// Starts the lot's task, which resumes the parked connections whose sockets turn readable until the server stops
+/// (which resumes every parked connection through its control block, to end it). Must run in the runtime the
 /// resumed connections go to.
 pub(crate) fn start(broker: &Arc<Broker>) {
     let Some(lot) = broker.parking.as_ref() else { return };
     let Some(poll) = lot.poll.lock().take() else { return };
     let _ = lot.runtime.set(tokio::runtime::Handle::current());
-    let watching = broker.clone();
-    let started = std::thread::Builder::new().name("corvid-parking".into()).spawn(move || watch(&watching, poll));
-    if let Err(error) = started {
-        tracing::warn!(%error, "idle connections will not be parked");
-        lot.close();
+    match watched(poll) {
+        Ok(poll) => {
+            tokio::spawn(watch(broker.clone(), poll));
+        }
+        Err(error) => {
+            tracing::warn!(%error, "idle connections will not be parked");
+            lot.close();
+        }
     }
 }
 
-/// Waits for parked sockets to turn readable, on a thread of its own: a blocking wait, woken by the poller.
-fn watch(broker: &Broker, mut poll: mio::Poll) {
+/// The lot's poller, registered with the runtime's.
+#[allow(unsafe_code)]
+fn watched(poll: mio::Poll) -> std::io::Result<AsyncFd<mio::Poll>> {
+    // SAFETY: the `AsyncFd` owns the poller, whose `epoll` descriptor is open from its creation to its drop and is
+    // the one `as_raw_fd` always returns; the poller is only ever polled through `get_inner_mut`, never replaced.
+    unsafe { AsyncFd::register_with_interest(poll, tokio::io::Interest::READABLE) }
+        .map_err(|refused| refused.into_parts().1)
+}
+
+/// How many poller events the lot's task takes per system call.
+const EVENTS: usize = 256;
+
+/// Waits for parked sockets to turn readable. The lot's poller is itself watched by the runtime's (an `epoll`
+/// instance is readable while it has events), so a socket turning readable wakes a worker of the runtime, which
+/// resumes the connection in its own run queue: no thread of the lot's to wake, nor a worker from it.
+async fn watch(broker: Arc<Broker>, mut poll: AsyncFd<mio::Poll>) {
     let Some(lot) = broker.parking.as_ref() else { return };
-    let mut events = mio::Events::with_capacity(256);
+    let mut events = mio::Events::with_capacity(EVENTS);
     while !lot.closed.load(Ordering::Relaxed) {
-        match poll.poll(&mut events, None) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+        let mut ready = match poll.readable_mut().await {
+            Ok(ready) => ready,
             Err(error) => {
                 tracing::warn!(%error, "parking idle connections stopped");
                 break;
             }
-        }
-        for event in &events {
-            if event.token() != STOP {
-                lot.ready(event.token().0);
+        };
+        // Everything the poller has, without waiting: the runtime reports it again only for events after this.
+        loop {
+            match ready.get_inner_mut().poll(&mut events, Some(Duration::ZERO)) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "parking idle connections stopped");
+                    lot.close();
+                    return;
+                }
+            }
+            let mut taken = 0;
+            for event in &events {
+                taken += 1;
+                if event.token() != STOP {
+                    lot.ready(event.token().0);
+                }
+            }
+            if taken < EVENTS {
+                break;
             }
         }
+        // Clears only what was seen: readiness the runtime recorded meanwhile stays.
+        ready.clear_ready();
     }
     lot.close();
 }

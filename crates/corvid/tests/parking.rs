@@ -224,3 +224,22 @@ async fn clients_parked_and_resumed_over_and_over_lose_nothing() {
     watching.abort();
     assert!(most_parked.load(std::sync::atomic::Ordering::Relaxed) > 0, "connections were parked along the way");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_parked_clients_than_one_poll_takes_all_wake_at_once() {
+    // The lot takes 256 events per poll of its poller: 300 sockets turning readable together need a second one.
+    const CLIENTS: usize = 300;
+    let t = TestServer::start(parking()).await;
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        clients.push(Raw::v311(t.addr, &format!("w{i}")).await);
+    }
+    parked(&t, CLIENTS).await;
+    for c in &mut clients {
+        c.send_bytes(&[0xC0, 0x00]).await;
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert!(matches!(c.recv_control().await, corvid::protocol::Packet::PingResp), "client {i}");
+    }
+    parked(&t, CLIENTS).await;
+}
