@@ -17,6 +17,7 @@ use crate::properties::{
     SubscribeProperties, UnsubscribeProperties, WillProperties,
 };
 use crate::reason::ReasonCode;
+use crate::sparse::Sparse;
 use crate::topic::{TopicError, TopicFilter, TopicName};
 use crate::version::{ProtocolVersion, QoS};
 use crate::wire::Reader;
@@ -298,7 +299,7 @@ fn publish(frame: Bytes, header_len: usize, flags: u8, v5: bool) -> Result<Optio
             topic: TopicName::from_checked(topic),
             packet_id,
             payload,
-            properties: PublishProperties::default(),
+            properties: Sparse::unset(),
         })));
     }
     let properties = PublishProperties::read(&mut r, PacketType::Publish)?;
@@ -315,6 +316,7 @@ fn publish(frame: Bytes, header_len: usize, flags: u8, v5: bool) -> Result<Optio
     let payload_start = r.position();
     let mut payload = frame;
     payload.advance(payload_start);
+    let properties = Sparse::from(properties);
     Ok(Some(Packet::Publish(Publish { dup, qos, retain, topic, packet_id, payload, properties })))
 }
 

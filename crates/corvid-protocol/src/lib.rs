@@ -33,6 +33,7 @@ pub mod error;
 pub mod packet;
 pub mod properties;
 pub mod reason;
+pub mod sparse;
 pub mod topic;
 pub mod version;
 mod wire;
@@ -49,6 +50,7 @@ pub use properties::{
     SubscribeProperties, UnsubscribeProperties, UserProperty, WillProperties,
 };
 pub use reason::ReasonCode;
+pub use sparse::{Sparse, Unset};
 pub use topic::{SharedFilter, TopicError, TopicFilter, TopicName};
 pub use version::{ProtocolVersion, QoS};
 

@@ -6,6 +6,7 @@
 
 use crate::error::{DecodeError, EncodeError};
 use crate::packet::PacketType;
+use crate::sparse::Unset;
 use crate::version::QoS;
 use crate::wire::{MAX_VARINT, Reader, put_binary, put_varint, varint_len};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -441,7 +442,25 @@ property_set! {
 impl PublishProperties {
     /// Whether no property is set (the common case, encoded as a single zero byte).
     pub fn is_empty(&self) -> bool {
-        *self == Self::default()
+        self == Self::unset()
+    }
+}
+
+/// PUBLISH properties with nothing set, which an unboxed [`Sparse`](crate::Sparse) reads as.
+static UNSET_PUBLISH: PublishProperties = PublishProperties {
+    payload_format_indicator: None,
+    message_expiry_interval: None,
+    topic_alias: None,
+    response_topic: None,
+    correlation_data: None,
+    subscription_identifiers: Vec::new(),
+    content_type: None,
+    user_properties: Vec::new(),
+};
+
+impl Unset for PublishProperties {
+    fn unset() -> &'static Self {
+        &UNSET_PUBLISH
     }
 }
 

@@ -201,7 +201,8 @@ fn publish_properties() {
         content_type: Some("json".into()),
         // User properties repeat, keys too, in order.
         user_properties: vec![UserProperty::new("k", "v"), UserProperty::new("k", "w")],
-    };
+    }
+    .into();
     check(frame(0x32, &format!("00 03 61 2F 62  00 05  {p}  7B 7D")), Packet::Publish(publish));
 }
 

@@ -258,7 +258,7 @@ fn publish(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 topic,
                 packet_id: (qos != QoS::AtMostOnce).then_some(id),
                 payload: Bytes::from(payload),
-                properties,
+                properties: properties.into(),
             })
         })
 }

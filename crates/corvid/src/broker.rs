@@ -561,7 +561,7 @@ pub(crate) fn will_message(will: Will, publisher: corvid_protocol::ByteString) -
         payload: will.payload,
         qos: will.qos,
         retain: will.retain,
-        properties,
+        properties: properties.into(),
         publisher: Some(publisher),
         expires_at: None,
     };

@@ -1,7 +1,7 @@
 //! Application messages as they travel through the broker, and the deliveries queued for each session.
 
 use bytes::Bytes;
-use corvid_protocol::{ByteString, PublishProperties, QoS, TopicName};
+use corvid_protocol::{ByteString, PublishProperties, QoS, Sparse, TopicName};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,10 @@ pub struct Message {
     pub qos: QoS,
     /// Whether it was published with the retain flag.
     pub retain: bool,
-    /// MQTT 5 properties as published (topic alias and subscription identifiers are per connection and absent).
-    pub properties: PublishProperties,
+    /// MQTT 5 properties as published (topic alias and subscription identifiers are per connection and absent); out
+    /// of line, no allocation when none is set. Read and set fields through it (`message.properties.content_type`);
+    /// setting one boxes the set.
+    pub properties: Sparse<PublishProperties>,
     /// The client that published it; `None` for messages published by the process.
     pub publisher: Option<ByteString>,
     /// When the message expires (from its Message Expiry Interval), if it does.
@@ -34,7 +36,7 @@ impl Message {
             payload: payload.into(),
             qos,
             retain,
-            properties: PublishProperties::default(),
+            properties: Sparse::unset(),
             publisher: None,
             expires_at: None,
         }
@@ -57,17 +59,21 @@ impl Message {
     /// detached first.
     pub(crate) fn detached(&self) -> Self {
         let text = |s: &ByteString| ByteString::from(&**s);
-        let p = &self.properties;
-        let properties = PublishProperties {
-            response_topic: p.response_topic.as_ref().map(text),
-            correlation_data: p.correlation_data.as_ref().map(|d| Bytes::copy_from_slice(d)),
-            content_type: p.content_type.as_ref().map(text),
-            user_properties: p
-                .user_properties
-                .iter()
-                .map(|u| corvid_protocol::UserProperty { key: text(&u.key), value: text(&u.value) })
-                .collect(),
-            ..p.clone()
+        let properties = if self.properties.is_unset() {
+            Sparse::unset()
+        } else {
+            let p = &self.properties;
+            Sparse::from(PublishProperties {
+                response_topic: p.response_topic.as_ref().map(text),
+                correlation_data: p.correlation_data.as_ref().map(|d| Bytes::copy_from_slice(d)),
+                content_type: p.content_type.as_ref().map(text),
+                user_properties: p
+                    .user_properties
+                    .iter()
+                    .map(|u| corvid_protocol::UserProperty { key: text(&u.key), value: text(&u.value) })
+                    .collect(),
+                ..(**p).clone()
+            })
         };
         Self {
             topic: self.topic.detached(),

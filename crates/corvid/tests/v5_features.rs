@@ -182,7 +182,7 @@ async fn live_message_keeps_its_expiry_interval() {
     sub.subscribe("live", QoS::AtMostOnce).await;
     let props = PublishProperties { message_expiry_interval: Some(30), ..PublishProperties::default() };
     let mut m = Message::new(topic("live"), "m", QoS::AtMostOnce, false);
-    m.properties = props;
+    m.properties = props.into();
     t.server.publish(m).await;
     let p = sub.recv_publish().await;
     let left = p.properties.message_expiry_interval;
@@ -205,7 +205,8 @@ async fn request_response_properties_pass_through() {
         payload_format_indicator: Some(true),
         user_properties: vec![UserProperty::new("a", "1"), UserProperty::new("b", "2")],
         ..PublishProperties::default()
-    };
+    }
+    .into();
     let sent = p.properties.clone();
     publisher.publish_full(p).await;
     let got = v5.recv_publish_ack().await;

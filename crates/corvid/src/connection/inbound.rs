@@ -167,7 +167,9 @@ where
         add(&stats.publish_bytes_received, publish.payload.len() as u64);
         let limits = &self.rest.broker.options.limits;
         // Topic alias (MQTT 5.0 section 3.3.2.3.4).
-        if let Some(alias) = publish.properties.topic_alias.take() {
+        // Read before it is cleared: a mutable borrow of unset properties would box them.
+        if let Some(alias) = publish.properties.topic_alias {
+            publish.properties.topic_alias = None;
             if alias > limits.max_topic_alias {
                 return Err(self.violation(ReasonCode::TopicAliasInvalid, "topic alias above the maximum"));
             }
@@ -209,7 +211,9 @@ where
             return Ok(None);
         }
         let mut properties = publish.properties;
-        properties.subscription_identifiers.clear();
+        if !properties.subscription_identifiers.is_empty() {
+            properties.subscription_identifiers.clear();
+        }
         let mut message = Message {
             topic: publish.topic,
             payload: publish.payload,

@@ -6,7 +6,7 @@ use crate::message::Delivery;
 use crate::session::{Inflight, OutboundState};
 use crate::stats::add;
 use crate::store::persistent::{SessionOp, StoredMessageState};
-use corvid_protocol::{Packet, PacketId, PubResponse, Publish, PublishProperties, QoS, TopicName, encoded_len};
+use corvid_protocol::{Packet, PacketId, PubResponse, Publish, PublishProperties, QoS, Sparse, TopicName, encoded_len};
 use std::cell::Cell;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -101,15 +101,21 @@ where
         let mut topic = message.topic.clone();
         let aliases_before = self.extras.as_ref().map_or(0, |e| e.aliases.outbound.len());
         let properties = if v5 {
+            // Fields are set only where they differ: setting one boxes an unset set.
             let mut p = message.properties.clone();
-            p.message_expiry_interval = message.remaining_expiry(now);
-            p.subscription_identifiers.clone_from(&d.subscription_ids);
+            let expiry = message.remaining_expiry(now);
+            if p.message_expiry_interval != expiry {
+                p.message_expiry_interval = expiry;
+            }
+            if p.subscription_identifiers != d.subscription_ids {
+                p.subscription_identifiers.clone_from(&d.subscription_ids);
+            }
             if !dup && self.client_topic_alias_max > 0 {
                 self.apply_alias(&mut topic, &mut p);
             }
             p
         } else {
-            PublishProperties::default()
+            Sparse::unset()
         };
         let publish = Publish {
             dup,
@@ -143,7 +149,7 @@ where
     }
 
     /// Uses or establishes an outbound topic alias, within the client's Topic Alias Maximum.
-    fn apply_alias(&mut self, topic: &mut TopicName, properties: &mut PublishProperties) {
+    fn apply_alias(&mut self, topic: &mut TopicName, properties: &mut Sparse<PublishProperties>) {
         let aliases = &mut self.rest.extras.get_or_insert_with(Box::default).aliases;
         if let Some(&alias) = aliases.outbound.get(topic) {
             properties.topic_alias = Some(alias);

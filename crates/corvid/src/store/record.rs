@@ -121,7 +121,9 @@ fn write_message(buf: &mut BytesMut, message: &Message) {
     publish.retain = message.retain;
     publish.packet_id = (message.qos != QoS::AtMostOnce).then(|| PacketId::new(1)).flatten();
     publish.properties = message.properties.clone();
-    publish.properties.message_expiry_interval = None;
+    if publish.properties.message_expiry_interval.is_some() {
+        publish.properties.message_expiry_interval = None;
+    }
     let mut packet = BytesMut::new();
     // A message that came through the decoder always encodes; an error here would be a broker bug.
     if corvid_protocol::encode(&Packet::Publish(publish), ProtocolVersion::V5, &mut packet).is_ok() {
