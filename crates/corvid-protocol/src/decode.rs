@@ -302,7 +302,7 @@ fn publish(frame: Bytes, header_len: usize, flags: u8, v5: bool) -> Result<Optio
             properties: Sparse::unset(),
         })));
     }
-    let properties = PublishProperties::read(&mut r, PacketType::Publish)?;
+    let properties = PublishProperties::read_sparse(&mut r)?;
     let topic = if topic.is_empty() {
         if properties.topic_alias.is_none() {
             return Err(DecodeError::EmptyTopicWithoutAlias);
@@ -316,7 +316,6 @@ fn publish(frame: Bytes, header_len: usize, flags: u8, v5: bool) -> Result<Optio
     let payload_start = r.position();
     let mut payload = frame;
     payload.advance(payload_start);
-    let properties = Sparse::from(properties);
     Ok(Some(Packet::Publish(Publish { dup, qos, retain, topic, packet_id, payload, properties })))
 }
 

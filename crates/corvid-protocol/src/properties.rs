@@ -6,7 +6,7 @@
 
 use crate::error::{DecodeError, EncodeError};
 use crate::packet::PacketType;
-use crate::sparse::Unset;
+use crate::sparse::{Sparse, Unset};
 use crate::version::QoS;
 use crate::wire::{MAX_VARINT, Reader, put_binary, put_varint, varint_len};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -234,11 +234,23 @@ macro_rules! property_set {
         }
 
         impl $name {
+            /// Whether no property is set (encoded as a single zero byte). Field by field: no comparison of values.
+            pub fn is_empty(&self) -> bool {
+                true $( && Field::is_unset(&self.$field) )* && self.user_properties.is_empty()
+            }
+
             /// Reads the property length and the properties of a `packet_type` packet (named in errors).
+            // PUBLISH reads its own with `read_sparse`.
+            #[allow(dead_code)]
             pub(crate) fn read(r: &mut Reader<'_>, packet_type: PacketType) -> Result<Self, DecodeError> {
                 let len = r.varint()? as usize;
-                let mut r = r.take(len)?;
                 let mut props = Self::default();
+                props.fill(&mut r.take(len)?, packet_type)?;
+                Ok(props)
+            }
+
+            /// Reads every property `r` holds (the properties without their length prefix) into `self`.
+            fn fill(&mut self, r: &mut Reader<'_>, packet_type: PacketType) -> Result<(), DecodeError> {
                 #[allow(unused_mut, unused_variables)]
                 let mut seen = 0u64;
                 while !r.is_empty() {
@@ -247,16 +259,16 @@ macro_rules! property_set {
                         0x26 => {
                             let key = r.string()?;
                             let value = r.string()?;
-                            props.user_properties.push(UserProperty { key, value });
+                            self.user_properties.push(UserProperty { key, value });
                         }
-                        $( $id => kind::$kind::read(&mut props.$field, &mut r, $id, &mut seen)?, )*
+                        $( $id => kind::$kind::read(&mut self.$field, r, $id, &mut seen)?, )*
                         other if is_known(other) => {
                             return Err(DecodeError::PropertyNotAllowed { id: other, packet_type })
                         }
                         other => return Err(DecodeError::UnknownProperty(other)),
                     }
                 }
-                Ok(props)
+                Ok(())
             }
 
             /// The encoded length of the properties, without the length prefix.
@@ -440,13 +452,18 @@ property_set! {
 }
 
 impl PublishProperties {
-    /// Whether no property is set (the common case, encoded as a single zero byte).
-    pub fn is_empty(&self) -> bool {
-        self == Self::unset()
+    /// Reads the property length and the properties of a PUBLISH, boxed only if there are any (nearly never).
+    pub(crate) fn read_sparse(r: &mut Reader<'_>) -> Result<Sparse<Self>, DecodeError> {
+        let len = r.varint()? as usize;
+        let mut props = Sparse::<Self>::unset();
+        if len > 0 {
+            props.fill(&mut r.take(len)?, PacketType::Publish)?;
+        }
+        Ok(props)
     }
 }
 
-/// PUBLISH properties with nothing set, which an unboxed [`Sparse`](crate::Sparse) reads as.
+/// PUBLISH properties with nothing set, which an unboxed [`Sparse`] reads as.
 static UNSET_PUBLISH: PublishProperties = PublishProperties {
     payload_format_indicator: None,
     message_expiry_interval: None,
@@ -462,11 +479,25 @@ impl Unset for PublishProperties {
     fn unset() -> &'static Self {
         &UNSET_PUBLISH
     }
+
+    fn is_unset(&self) -> bool {
+        self.is_empty()
+    }
 }
 
-impl AckProperties {
-    /// Whether no property is set.
-    pub fn is_empty(&self) -> bool {
-        self.reason_string.is_none() && self.user_properties.is_empty()
+/// A property field: an `Option`, or a `Vec` for those that repeat.
+trait Field {
+    fn is_unset(&self) -> bool;
+}
+
+impl<T> Field for Option<T> {
+    fn is_unset(&self) -> bool {
+        self.is_none()
+    }
+}
+
+impl<T> Field for Vec<T> {
+    fn is_unset(&self) -> bool {
+        self.is_empty()
     }
 }

@@ -8,6 +8,9 @@ use std::ops::{Deref, DerefMut};
 pub trait Unset: Default + PartialEq + 'static {
     /// The value with nothing set.
     fn unset() -> &'static Self;
+
+    /// Whether nothing is set: equal to [`Unset::unset`], told without comparing values.
+    fn is_unset(&self) -> bool;
 }
 
 /// A `T` kept in a box only once something in it is set: 8 bytes and no allocation while it is unset.
@@ -25,7 +28,21 @@ impl<T: Unset> Sparse<T> {
 
     /// Whether nothing is set.
     pub fn is_unset(&self) -> bool {
-        self.0.as_deref().is_none_or(|value| value == T::unset())
+        self.0.as_deref().is_none_or(T::is_unset)
+    }
+
+    /// Unsets everything, keeping the box (if any) for reuse: what the value held is dropped now.
+    pub fn clear(&mut self) {
+        if let Some(value) = self.0.as_deref_mut() {
+            *value = T::default();
+        }
+    }
+
+    /// Frees the box if nothing in it is set any more (after fields were cleared), so copies allocate nothing.
+    pub fn free_if_unset(&mut self) {
+        if self.0.as_deref().is_some_and(T::is_unset) {
+            self.0 = None;
+        }
     }
 
     /// The value, out of its box.
@@ -43,7 +60,7 @@ impl<T: Unset> Default for Sparse<T> {
 impl<T: Unset> From<T> for Sparse<T> {
     /// Boxes `value` unless it is unset.
     fn from(value: T) -> Self {
-        if value == *T::unset() { Self(None) } else { Self(Some(Box::new(value))) }
+        if value.is_unset() { Self(None) } else { Self(Some(Box::new(value))) }
     }
 }
 
@@ -65,6 +82,14 @@ impl<T: Unset> DerefMut for Sparse<T> {
 impl<T: Unset + Clone> Clone for Sparse<T> {
     fn clone(&self) -> Self {
         Self(self.0.clone())
+    }
+
+    /// Keeps `self`'s box, if it has one, for the copy: a spare box reused from one copy to the next.
+    fn clone_from(&mut self, source: &Self) {
+        match &mut self.0 {
+            Some(mine) => (**mine).clone_from(source),
+            None => self.0.clone_from(&source.0),
+        }
     }
 }
 
@@ -112,11 +137,33 @@ mod tests {
         assert!(!sparse.is_unset());
         let same = Sparse::from(PublishProperties { content_type: Some("text/plain".into()), ..Default::default() });
         assert_eq!(sparse, same);
-        // A box whose fields were all cleared again equals one never boxed.
+        // A box whose fields were all cleared again equals one never boxed, and can be freed.
         sparse.content_type = None;
         assert!(sparse.is_unset());
         assert_eq!(sparse, Sparse::default());
+        assert!(sparse.0.is_some());
+        sparse.free_if_unset();
+        assert!(sparse.0.is_none());
         assert_eq!(sparse.clone().into_inner(), PublishProperties::default());
+    }
+
+    #[test]
+    fn clone_from_keeps_the_box() {
+        let mut spare = Sparse::from(PublishProperties { topic_alias: Some(3), ..Default::default() });
+        let boxed: *const PublishProperties = &*spare;
+        spare.clone_from(&Sparse::default());
+        assert!(spare.is_unset());
+        assert!(std::ptr::eq(boxed, &*spare), "the same box, emptied");
+        let set = Sparse::from(PublishProperties { content_type: Some("a".into()), ..Default::default() });
+        spare.clone_from(&set);
+        assert_eq!(spare, set);
+        assert!(std::ptr::eq(boxed, &*spare));
+        let mut unboxed = Sparse::<PublishProperties>::default();
+        unboxed.clone_from(&set);
+        assert_eq!(unboxed, set);
+        spare.clear();
+        assert!(spare.is_unset());
+        assert!(std::ptr::eq(boxed, &*spare), "cleared, not freed");
     }
 
     #[test]

@@ -217,6 +217,36 @@ async fn request_response_properties_pass_through() {
 }
 
 #[tokio::test]
+async fn each_delivery_carries_its_own_properties_only() {
+    // Deliveries with properties of their own (here a topic alias each) share a box per thread: a message with
+    // properties, then one without, then one with others, must each arrive with exactly theirs.
+    let t = TestServer::default().await;
+    let mut sub = alias_subscriber(&t, "aliased", 8, None).await;
+    let mut publisher = Raw::v5(t.addr, "pub").await;
+    let with = |content: &str, user: &str| {
+        let mut p = Publish::new(topic("out/x"), Bytes::from_static(b"p"), QoS::AtLeastOnce);
+        p.properties.content_type = Some(content.into());
+        p.properties.user_properties.push(UserProperty::new("k", user));
+        p
+    };
+    publisher.publish_full(with("text/plain", "1")).await;
+    publisher.publish("out/x", b"bare", QoS::AtLeastOnce).await;
+    publisher.publish_full(with("application/json", "2")).await;
+    let first = sub.recv_publish_ack().await;
+    assert_eq!(first.properties.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(first.properties.user_properties, vec![UserProperty::new("k", "1")]);
+    assert!(first.properties.topic_alias.is_some());
+    let bare = sub.recv_publish_ack().await;
+    assert_eq!(&bare.payload[..], b"bare");
+    assert_eq!(bare.properties.content_type, None);
+    assert!(bare.properties.user_properties.is_empty());
+    assert_eq!(bare.properties.topic_alias, first.properties.topic_alias);
+    let last = sub.recv_publish_ack().await;
+    assert_eq!(last.properties.content_type.as_deref(), Some("application/json"));
+    assert_eq!(last.properties.user_properties, vec![UserProperty::new("k", "2")]);
+}
+
+#[tokio::test]
 async fn subscription_identifier_on_retained_messages() {
     let t = TestServer::default().await;
     let mut publisher = Raw::v5(t.addr, "pub").await;

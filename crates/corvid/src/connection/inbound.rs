@@ -214,6 +214,8 @@ where
         if !properties.subscription_identifiers.is_empty() {
             properties.subscription_identifiers.clear();
         }
+        // A set that held only the topic alias is shared by every delivery without a box.
+        properties.free_if_unset();
         let mut message = Message {
             topic: publish.topic,
             payload: publish.payload,

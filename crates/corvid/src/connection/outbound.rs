@@ -15,6 +15,9 @@ thread_local! {
     /// The batch buffer, one per thread: a batch is written out before any `.await`, so no connection needs to keep
     /// one (nor allocate one each time).
     static BATCH_BUFFER: Cell<Vec<Delivery>> = const { Cell::new(Vec::new()) };
+    /// A box for the MQTT 5 properties of the PUBLISH being encoded when they are the delivery's own (a topic
+    /// alias, subscription identifiers, the expiry left), reused from one to the next on this thread.
+    static SPARE_PROPERTIES: Cell<Sparse<PublishProperties>> = const { Cell::new(Sparse::unset()) };
 }
 
 impl<S> Connection<S>
@@ -100,22 +103,22 @@ where
         let v5 = self.version.is_v5();
         let mut topic = message.topic.clone();
         let aliases_before = self.extras.as_ref().map_or(0, |e| e.aliases.outbound.len());
-        let properties = if v5 {
-            // Fields are set only where they differ: setting one boxes an unset set.
-            let mut p = message.properties.clone();
-            let expiry = message.remaining_expiry(now);
-            if p.message_expiry_interval != expiry {
-                p.message_expiry_interval = expiry;
-            }
-            if p.subscription_identifiers != d.subscription_ids {
-                p.subscription_identifiers.clone_from(&d.subscription_ids);
-            }
-            if !dup && self.client_topic_alias_max > 0 {
+        let expiry = message.remaining_expiry(now);
+        let alias = !dup && self.client_topic_alias_max > 0;
+        // MQTT 5 properties to send: those published (nearly always none), with this delivery's own.
+        let own = v5 && (alias || expiry.is_some() || !d.subscription_ids.is_empty() || !message.properties.is_unset());
+        let properties = if !own {
+            Sparse::unset()
+        } else {
+            // Properties of this delivery's own, in this thread's spare box.
+            let mut p = SPARE_PROPERTIES.take();
+            p.clone_from(&message.properties);
+            p.message_expiry_interval = expiry;
+            p.subscription_identifiers.clone_from(&d.subscription_ids);
+            if alias {
                 self.apply_alias(&mut topic, &mut p);
             }
             p
-        } else {
-            Sparse::unset()
         };
         let publish = Publish {
             dup,
@@ -142,6 +145,11 @@ where
             }
         }
         self.send(&packet);
+        if own && let Packet::Publish(mut publish) = packet {
+            // Emptied: the spare keeps no message's strings (nor the read buffer they are slices of) alive.
+            publish.properties.clear();
+            SPARE_PROPERTIES.set(publish.properties);
+        }
         let stats = &self.broker.stats;
         add(&stats.publish_sent, 1);
         add(&stats.publish_bytes_sent, message.payload.len() as u64);
