@@ -346,8 +346,9 @@ impl Broker {
     ) -> Published {
         let mut delivered = 0;
         let mut full = false;
-        // What offline sessions queue: a copy of its own, made once. A decoded message is slices of the read buffer
-        // it came in, and a session that stays away would keep that whole buffer (up to 64 KiB) alive per message.
+        // What offline and slow sessions queue: a copy of its own, made once. A decoded message is slices of the read
+        // buffer it came in, and a session that stays away or falls behind would keep that whole buffer (up to 64
+        // KiB) alive per message: a slow subscriber's queue of thousands would pin thousands of buffers.
         let mut detached: Option<Arc<Message>> = None;
         // Deliveries that could not join the batch (its thread's batch is in use by a publish that re-entered).
         let mut unbatched = Vec::new();
@@ -371,7 +372,7 @@ impl Broker {
                 }
                 let retain = message.retain && target.retain_as_published;
                 let subscription_ids = target.subscription_ids.clone();
-                let message = match online {
+                let message = match online && !session.is_slow() {
                     true => message.clone(),
                     false => detached.get_or_insert_with(|| Arc::new(message.detached())).clone(),
                 };
@@ -595,16 +596,19 @@ mod tests {
     }
 
     /// A message queued for an online session shares the buffer it was read into; one queued for an offline
-    /// session (which may stay away for long) has its own copy, so that it does not keep that buffer alive.
+    /// session (which may stay away for long) or a slow one (whose queue may hold thousands) has its own copy, so
+    /// that it does not keep that buffer alive.
     #[test]
-    fn offline_sessions_queue_detached_messages() {
+    fn offline_and_slow_sessions_queue_detached_messages() {
         let broker = Broker::new(ServerOptions::default(), None, None);
         let online = session(&broker, "online", true);
         let offline = session(&broker, "offline", false);
+        let slow = session(&broker, "slow", true);
+        slow.mark_slow();
         let buffer = Bytes::from(vec![7u8; 64 * 1024]);
         let range = buffer.as_ptr_range();
         let message = Message::new(TopicName::new("t/1").unwrap(), buffer.slice(100..164), QoS::AtLeastOnce, false);
-        assert_eq!(broker.publish(message, None), 2);
+        assert_eq!(broker.publish(message, None), 3);
         let queued = |session: &SessionShared| {
             let mut batch = Vec::new();
             session.take_batch(&mut batch, 10, 10);
@@ -616,5 +620,8 @@ mod tests {
         let own = queued(&offline);
         assert_eq!(own.payload, shared.payload);
         assert!(!range.contains(&own.payload.as_ptr()), "offline: a copy of its own");
+        let behind = queued(&slow);
+        assert_eq!(behind.payload, shared.payload);
+        assert!(!range.contains(&behind.payload.as_ptr()), "slow: a copy of its own");
     }
 }

@@ -241,6 +241,11 @@ impl SessionShared {
         self.online.load(Ordering::Relaxed)
     }
 
+    /// Whether the client is connected but not keeping up (see the field `slow`).
+    pub(crate) fn is_slow(&self) -> bool {
+        self.slow.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Relaxed);
         if !online {
