@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn setting_a_field_boxes_it_and_equality_ignores_the_box() {
-        let mut sparse = Sparse::<PublishProperties>::default();
+        let mut sparse = Sparse::<PublishProperties>::unset();
         sparse.content_type = Some("text/plain".into());
         assert!(sparse.0.is_some());
         assert!(!sparse.is_unset());
