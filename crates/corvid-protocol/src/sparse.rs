@@ -16,8 +16,8 @@ pub trait Unset: Default + PartialEq + 'static {
 /// A `T` kept in a box only once something in it is set: 8 bytes and no allocation while it is unset.
 ///
 /// Reads go through `Deref` (an unset one reads as [`Unset::unset`]); a mutable borrow (`DerefMut`) allocates the box
-/// if there is none, so code on a hot path sets a field only when it changes it. Equality compares the values, boxed
-/// or not.
+/// if there is none, so code on a hot path that only takes or clears fields goes through [`Sparse::set_mut`].
+/// Equality compares the values, boxed or not.
 pub struct Sparse<T: Unset>(Option<Box<T>>);
 
 impl<T: Unset> Sparse<T> {
@@ -29,6 +29,12 @@ impl<T: Unset> Sparse<T> {
     /// Whether nothing is set.
     pub fn is_unset(&self) -> bool {
         self.0.as_deref().is_none_or(T::is_unset)
+    }
+
+    /// The value, mutably, if it has a box: for taking or clearing fields of a set that may be unset, which has
+    /// nothing to take or clear and keeps no box for it.
+    pub fn set_mut(&mut self) -> Option<&mut T> {
+        self.0.as_deref_mut()
     }
 
     /// Unsets everything, keeping the box (if any) for reuse: what the value held is dropped now.
@@ -143,6 +149,8 @@ mod tests {
         assert_eq!(sparse, Sparse::default());
         assert!(sparse.0.is_some());
         sparse.free_if_unset();
+        assert!(sparse.0.is_none());
+        assert!(sparse.set_mut().is_none(), "nothing to change, no box made");
         assert!(sparse.0.is_none());
         assert_eq!(sparse.clone().into_inner(), PublishProperties::default());
     }

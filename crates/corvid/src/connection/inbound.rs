@@ -167,9 +167,7 @@ where
         add(&stats.publish_bytes_received, publish.payload.len() as u64);
         let limits = &self.rest.broker.options.limits;
         // Topic alias (MQTT 5.0 section 3.3.2.3.4).
-        // Read before it is cleared: a mutable borrow of unset properties would box them.
-        if let Some(alias) = publish.properties.topic_alias {
-            publish.properties.topic_alias = None;
+        if let Some(alias) = publish.properties.set_mut().and_then(|p| p.topic_alias.take()) {
             if alias > limits.max_topic_alias {
                 return Err(self.violation(ReasonCode::TopicAliasInvalid, "topic alias above the maximum"));
             }
@@ -211,8 +209,8 @@ where
             return Ok(None);
         }
         let mut properties = publish.properties;
-        if !properties.subscription_identifiers.is_empty() {
-            properties.subscription_identifiers.clear();
+        if let Some(p) = properties.set_mut() {
+            p.subscription_identifiers.clear();
         }
         // A set that held only the topic alias is shared by every delivery without a box.
         properties.free_if_unset();

@@ -103,17 +103,20 @@ where
         let v5 = self.version.is_v5();
         let mut topic = message.topic.clone();
         let aliases_before = self.extras.as_ref().map_or(0, |e| e.aliases.outbound.len());
-        let expiry = message.remaining_expiry(now);
         let alias = !dup && self.client_topic_alias_max > 0;
         // MQTT 5 properties to send: those published (nearly always none), with this delivery's own.
-        let own = v5 && (alias || expiry.is_some() || !d.subscription_ids.is_empty() || !message.properties.is_unset());
+        let own = v5
+            && (alias
+                || message.expires_at.is_some()
+                || !d.subscription_ids.is_empty()
+                || !message.properties.is_unset());
         let properties = if !own {
             Sparse::unset()
         } else {
             // Properties of this delivery's own, in this thread's spare box.
             let mut p = SPARE_PROPERTIES.take();
             p.clone_from(&message.properties);
-            p.message_expiry_interval = expiry;
+            p.message_expiry_interval = message.remaining_expiry(now);
             p.subscription_identifiers.clone_from(&d.subscription_ids);
             if alias {
                 self.apply_alias(&mut topic, &mut p);

@@ -121,8 +121,8 @@ fn write_message(buf: &mut BytesMut, message: &Message) {
     publish.retain = message.retain;
     publish.packet_id = (message.qos != QoS::AtMostOnce).then(|| PacketId::new(1)).flatten();
     publish.properties = message.properties.clone();
-    if publish.properties.message_expiry_interval.is_some() {
-        publish.properties.message_expiry_interval = None;
+    if let Some(p) = publish.properties.set_mut() {
+        p.message_expiry_interval = None;
     }
     let mut packet = BytesMut::new();
     // A message that came through the decoder always encodes; an error here would be a broker bug.
