@@ -108,13 +108,8 @@ async fn client_certificate_subject_reaches_the_validator_and_untrusted_ones_are
     // A certificate from another CA, and no certificate at all: refused during the handshake (with TLS 1.3 the
     // client learns it at its first read).
     for leaf in [Some(&pki.rogue), None] {
-        let refused = match tls_connect(tls, client_config(&pki.ca, BOTH, leaf)).await {
-            Err(_) => true,
-            Ok(stream) => Raw::over(stream, ProtocolVersion::V5)
-                .try_handshake(Connect::new(ProtocolVersion::V5, "intruder"))
-                .await
-                .is_none(),
-        };
+        let intruder = Connect::new(ProtocolVersion::V5, "intruder");
+        let refused = tls_refused(tls, client_config(&pki.ca, BOTH, leaf), intruder).await;
         assert!(refused, "client certificate {:?} must be refused", leaf.map(|_| "rogue"));
     }
     // Plain TCP clients never carry a certificate.
@@ -143,13 +138,8 @@ async fn optional_client_certificates_let_clients_without_one_in_and_still_refus
     assert_eq!(seen.lock().unwrap().as_slice(), &[Some("CN=device-1".to_owned()), None]);
 
     // A certificate from another CA is still refused.
-    let refused = match tls_connect(tls, client_config(&pki.ca, BOTH, Some(&pki.rogue))).await {
-        Err(_) => true,
-        Ok(stream) => Raw::over(stream, ProtocolVersion::V5)
-            .try_handshake(Connect::new(ProtocolVersion::V5, "intruder"))
-            .await
-            .is_none(),
-    };
+    let intruder = Connect::new(ProtocolVersion::V5, "intruder");
+    let refused = tls_refused(tls, client_config(&pki.ca, BOTH, Some(&pki.rogue)), intruder).await;
     assert!(refused, "an untrusted client certificate must be refused");
     assert_eq!(seen.lock().unwrap().len(), 2);
     server.stop().await;
@@ -328,13 +318,8 @@ async fn reloading_certificates_keeps_connected_clients() {
 
     let stream = tls_connect(tls, client_config(&new_ca, BOTH, None)).await.expect("new certificate served");
     let mut new = Raw::connect_over(stream, Connect::new(ProtocolVersion::V3_1_1, "after-reload")).await.0;
-    let refused = match tls_connect(tls, client_config(&pki.ca, BOTH, None)).await {
-        Err(_) => true,
-        Ok(stream) => Raw::over(stream, ProtocolVersion::V3_1_1)
-            .try_handshake(Connect::new(ProtocolVersion::V3_1_1, "x"))
-            .await
-            .is_none(),
-    };
+    let refused =
+        tls_refused(tls, client_config(&pki.ca, BOTH, None), Connect::new(ProtocolVersion::V3_1_1, "x")).await;
     assert!(refused, "the old CA no longer matches");
 
     new.publish0("r/1", b"after reload").await;

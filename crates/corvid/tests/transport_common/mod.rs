@@ -174,6 +174,19 @@ pub(crate) async fn tls_connect(
     within("TLS handshake", connector.connect(name, tcp)).await
 }
 
+/// Whether the TLS server at `addr` refuses a client with `config` sending `connect`: in the handshake, or by closing
+/// before CONNACK (with TLS 1.3 a client learns that its certificate was refused only at its first read).
+pub(crate) async fn tls_refused(
+    addr: std::net::SocketAddr,
+    config: Arc<ClientConfig>,
+    connect: corvid::protocol::Connect,
+) -> bool {
+    match tls_connect(addr, config).await {
+        Err(_) => true,
+        Ok(stream) => Raw::over(stream, connect.protocol).try_handshake(connect).await.is_none(),
+    }
+}
+
 /// A clean client's CONNECT ([`support::connect_packet`]), as a packet.
 pub(crate) fn connect_packet(version: ProtocolVersion, client_id: &str) -> Packet {
     Packet::Connect(Box::new(support::connect_packet(version, client_id)))
